@@ -1,0 +1,31 @@
+//! Flotilla's domain vocabulary, shared by the store, the services and the clients.
+//!
+//! Strings from the wire become these types at the edge ([`ServiceName::parse`],
+//! [`parse_version`], [`Schema::from_bytes`], ...), so code further in never re-checks them.
+//! Everything here is pure: no I/O, no clock.
+
+mod endpoints;
+mod lifecycle;
+mod names;
+mod policy;
+mod records;
+mod resolve;
+mod schema;
+mod time;
+mod validate;
+
+pub use endpoints::{EndpointSnapshot, SelectedEndpoint, SelectedEndpoints, select_endpoints};
+pub use lifecycle::{IllegalTransition, LifecycleState};
+pub use names::{InstanceId, ServiceName};
+pub use policy::{CompatibilityMode, CompatibilityPolicy, RuleCategory};
+pub use records::{
+    Artifact, AuditAction, AuditEvent, Dependency, Instance, LifecycleEvent, NewInstance,
+    NewService, NewVersion, Route, Service, ServingStatus, VersionRecord, VersionWeight,
+};
+pub use resolve::{Rejection, RejectionReason, Resolution, resolve};
+pub use schema::{Schema, SchemaError};
+pub use semver::{Version, VersionReq};
+pub use time::Timestamp;
+pub use validate::{
+    InvalidField, parse_address, parse_requirement, parse_version, validate_labels, validate_text,
+};

@@ -1,0 +1,188 @@
+//! A version's protobuf schema: a validated FileDescriptorSet in canonical form.
+
+use std::sync::Arc;
+
+use prost::Message;
+use prost_types::FileDescriptorSet;
+use sha2::{Digest, Sha256};
+
+/// Why bytes are not a usable schema.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchemaError {
+    #[error("is not a serialized google.protobuf.FileDescriptorSet: {0}")]
+    Decode(String),
+    #[error("holds no files")]
+    Empty,
+    #[error("holds two different files named {0:?}")]
+    ConflictingFile(String),
+    #[error("is not self-contained or not valid protobuf: {0}")]
+    Invalid(String),
+}
+
+/// A FileDescriptorSet that decodes, whose imports are all inside it and whose references all
+/// resolve. It is kept in a canonical encoding (files in name order, duplicates dropped) and
+/// fingerprinted without source info, so the same schema compiled twice, or with its files in
+/// another order or its comments reworded, has the same fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schema {
+    canonical: Arc<[u8]>,
+    fingerprint: Arc<str>,
+}
+
+impl Schema {
+    /// Validates `bytes` and puts them in canonical form.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, SchemaError> {
+        let mut set =
+            FileDescriptorSet::decode(bytes).map_err(|e| SchemaError::Decode(e.to_string()))?;
+        if set.file.is_empty() {
+            return Err(SchemaError::Empty);
+        }
+        set.file.sort_by(|a, b| a.name().cmp(b.name()));
+        let mut files: Vec<prost_types::FileDescriptorProto> = Vec::with_capacity(set.file.len());
+        for file in set.file {
+            match files.last() {
+                Some(prev) if prev.name() == file.name() => {
+                    if prev != &file {
+                        return Err(SchemaError::ConflictingFile(file.name().to_owned()));
+                    }
+                }
+                _ => files.push(file),
+            }
+        }
+        let set = FileDescriptorSet { file: files };
+        prost_reflect::DescriptorPool::from_file_descriptor_set(set.clone())
+            .map_err(|e| SchemaError::Invalid(e.to_string()))?;
+        Ok(Self::from_canonical_set(&set))
+    }
+
+    /// For bytes read back from storage, which were canonicalised when written.
+    pub fn from_trusted_canonical(bytes: Vec<u8>) -> Result<Self, SchemaError> {
+        let set = FileDescriptorSet::decode(bytes.as_slice())
+            .map_err(|e| SchemaError::Decode(e.to_string()))?;
+        Ok(Self {
+            fingerprint: fingerprint_of(&set).into(),
+            canonical: bytes.into(),
+        })
+    }
+
+    fn from_canonical_set(set: &FileDescriptorSet) -> Self {
+        Self {
+            canonical: set.encode_to_vec().into(),
+            fingerprint: fingerprint_of(set).into(),
+        }
+    }
+
+    /// The canonical encoding.
+    pub fn bytes(&self) -> &[u8] {
+        &self.canonical
+    }
+
+    /// Lowercase hex SHA-256 of the canonical encoding without source info.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// The decoded descriptor set.
+    pub fn descriptor_set(&self) -> FileDescriptorSet {
+        FileDescriptorSet::decode(&*self.canonical)
+            .expect("a Schema holds a FileDescriptorSet that decoded when it was made")
+    }
+}
+
+fn fingerprint_of(set: &FileDescriptorSet) -> String {
+    let mut stripped = set.clone();
+    for file in &mut stripped.file {
+        file.source_code_info = None;
+    }
+    hex::encode(Sha256::digest(stripped.encode_to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn compile(files: &[(&str, &str)]) -> FileDescriptorSet {
+        let dir = std::env::temp_dir().join(format!(
+            "flotilla-schema-test-{}-{}",
+            std::process::id(),
+            files.iter().map(|f| f.1.len()).sum::<usize>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        let set = protox::Compiler::new([&dir])
+            .unwrap()
+            .include_imports(true)
+            .include_source_info(true)
+            .open_files(files.iter().map(|f| f.0))
+            .unwrap()
+            .file_descriptor_set();
+        std::fs::remove_dir_all(&dir).unwrap();
+        set
+    }
+
+    const GREETER: &str = "syntax = \"proto3\";\npackage demo;\nimport \"google/protobuf/timestamp.proto\";\n\
+        // Says hello.\nmessage Hello { string name = 1; google.protobuf.Timestamp at = 2; }\n\
+        service Greeter { rpc Greet(Hello) returns (Hello); }\n";
+
+    #[test]
+    fn file_order_and_comments_do_not_change_the_fingerprint() {
+        let set = compile(&[("greeter.proto", GREETER)]);
+        assert_eq!(set.file.len(), 2, "the import is included");
+        let mut reversed = set.clone();
+        reversed.file.reverse();
+        let reworded = compile(&[("greeter.proto", &GREETER.replace("Says hello.", "Greets."))]);
+
+        let a = Schema::from_bytes(&set.encode_to_vec()).unwrap();
+        let b = Schema::from_bytes(&reversed.encode_to_vec()).unwrap();
+        let c = Schema::from_bytes(&reworded.encode_to_vec()).unwrap();
+        assert_eq!(a.bytes(), b.bytes());
+        assert_eq!(a.fingerprint(), c.fingerprint());
+        assert_eq!(a.fingerprint().len(), 64);
+
+        let changed = compile(&[("greeter.proto", &GREETER.replace("name = 1", "name = 3"))]);
+        let d = Schema::from_bytes(&changed.encode_to_vec()).unwrap();
+        assert_ne!(a.fingerprint(), d.fingerprint());
+    }
+
+    #[test]
+    fn a_missing_import_is_rejected() {
+        let mut set = compile(&[("greeter.proto", GREETER)]);
+        set.file.retain(|f| f.name() == "greeter.proto");
+        let err = Schema::from_bytes(&set.encode_to_vec()).unwrap_err();
+        assert!(matches!(err, SchemaError::Invalid(_)), "{err}");
+    }
+
+    #[test]
+    fn conflicting_duplicates_and_empty_sets_are_rejected() {
+        assert_eq!(Schema::from_bytes(&[]), Err(SchemaError::Empty));
+        let set = compile(&[("greeter.proto", GREETER)]);
+        let mut twice = set.clone();
+        let mut other = set.file[1].clone();
+        other.package = Some("other".into());
+        twice.file.push(other);
+        let err = Schema::from_bytes(&twice.encode_to_vec()).unwrap_err();
+        assert!(matches!(err, SchemaError::ConflictingFile(_)), "{err}");
+        let mut same_twice = set.clone();
+        same_twice.file.push(set.file[0].clone());
+        assert!(Schema::from_bytes(&same_twice.encode_to_vec()).is_ok());
+    }
+
+    #[test]
+    fn the_canonical_form_round_trips_through_storage() {
+        let set = compile(&[("greeter.proto", GREETER)]);
+        let a = Schema::from_bytes(&set.encode_to_vec()).unwrap();
+        let b = Schema::from_trusted_canonical(a.bytes().to_vec()).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(b.descriptor_set().file.len(), 2);
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_are_an_error_not_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Schema::from_bytes(&bytes);
+        }
+    }
+}
