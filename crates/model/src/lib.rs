@@ -5,6 +5,8 @@
 //! Everything here is pure: no I/O, no clock.
 
 mod endpoints;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 mod lifecycle;
 mod names;
 mod policy;

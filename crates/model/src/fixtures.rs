@@ -1,0 +1,81 @@
+//! Schemas built in code, for tests and benchmarks of every crate (feature `fixtures`).
+
+use prost::Message;
+use prost_types::{
+    DescriptorProto, FieldDescriptorProto, FileDescriptorProto, FileDescriptorSet,
+    MethodDescriptorProto, ServiceDescriptorProto,
+    field_descriptor_proto::{Label, Type},
+};
+
+use crate::Schema;
+
+/// A `demo.greeter` API whose `HelloRequest` has `extra_fields` string fields beyond `name`, so
+/// that each count gives a different (and compatible, additive) schema.
+pub fn greeter_descriptor_set(extra_fields: u32) -> FileDescriptorSet {
+    let string_field = |name: &str, number: i32| FieldDescriptorProto {
+        name: Some(name.into()),
+        number: Some(number),
+        label: Some(Label::Optional as i32),
+        r#type: Some(Type::String as i32),
+        json_name: Some(name.into()),
+        ..Default::default()
+    };
+    let mut request_fields = vec![string_field("name", 1)];
+    for i in 0..extra_fields {
+        request_fields.push(string_field(&format!("extra_{i}"), 2 + i as i32));
+    }
+    FileDescriptorSet {
+        file: vec![FileDescriptorProto {
+            name: Some("demo/greeter.proto".into()),
+            package: Some("demo".into()),
+            syntax: Some("proto3".into()),
+            message_type: vec![
+                DescriptorProto {
+                    name: Some("HelloRequest".into()),
+                    field: request_fields,
+                    ..Default::default()
+                },
+                DescriptorProto {
+                    name: Some("HelloReply".into()),
+                    field: vec![string_field("message", 1)],
+                    ..Default::default()
+                },
+            ],
+            service: vec![ServiceDescriptorProto {
+                name: Some("Greeter".into()),
+                method: vec![MethodDescriptorProto {
+                    name: Some("SayHello".into()),
+                    input_type: Some(".demo.HelloRequest".into()),
+                    output_type: Some(".demo.HelloReply".into()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// [`greeter_descriptor_set`] encoded.
+pub fn greeter_schema_bytes(extra_fields: u32) -> Vec<u8> {
+    greeter_descriptor_set(extra_fields).encode_to_vec()
+}
+
+/// [`greeter_descriptor_set`] as a validated [`Schema`].
+pub fn greeter_schema(extra_fields: u32) -> Schema {
+    Schema::from_bytes(&greeter_schema_bytes(extra_fields))
+        .expect("the greeter fixture is a valid schema")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_variant_is_valid_and_distinct() {
+        let a = greeter_schema(0);
+        let b = greeter_schema(3);
+        assert_ne!(a.fingerprint(), b.fingerprint());
+        assert_eq!(a, greeter_schema(0));
+    }
+}

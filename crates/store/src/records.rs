@@ -1,0 +1,306 @@
+//! What both backends share: how records become columns, and the rules a transaction checks once
+//! it has read the rows it needs.
+
+use std::collections::BTreeMap;
+
+use flotilla_model::{
+    Artifact, CompatibilityMode, CompatibilityPolicy, Dependency, LifecycleState, NewInstance,
+    NewVersion, RuleCategory, ServiceName, ServingStatus, Version, VersionRecord, VersionReq,
+    VersionWeight,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::{PublishGate, StoreError};
+
+pub(crate) fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(format!("stored {what} cannot be read: {detail}"))
+}
+
+// ---- columns ---------------------------------------------------------------------------------
+
+#[derive(Serialize, Deserialize)]
+struct ArtifactColumn {
+    image: String,
+    command: Vec<String>,
+}
+
+pub(crate) fn artifact_to_json(artifact: &Artifact) -> String {
+    serde_json::to_string(&ArtifactColumn {
+        image: artifact.image.clone(),
+        command: artifact.command.clone(),
+    })
+    .expect("an artifact serializes")
+}
+
+pub(crate) fn artifact_from_json(text: &str) -> Result<Artifact, StoreError> {
+    let column: ArtifactColumn = serde_json::from_str(text).map_err(|e| corrupt("artifact", e))?;
+    Ok(Artifact {
+        image: column.image,
+        command: column.command,
+    })
+}
+
+#[derive(Serialize, Deserialize)]
+struct DependencyColumn {
+    service: String,
+    requirement: String,
+}
+
+pub(crate) fn dependencies_to_json(dependencies: &[Dependency]) -> String {
+    let columns: Vec<_> = dependencies
+        .iter()
+        .map(|d| DependencyColumn {
+            service: d.service.to_string(),
+            requirement: d.requirement.to_string(),
+        })
+        .collect();
+    serde_json::to_string(&columns).expect("dependencies serialize")
+}
+
+pub(crate) fn dependencies_from_json(text: &str) -> Result<Vec<Dependency>, StoreError> {
+    let columns: Vec<DependencyColumn> =
+        serde_json::from_str(text).map_err(|e| corrupt("dependencies", e))?;
+    columns
+        .into_iter()
+        .map(|c| {
+            Ok(Dependency {
+                service: ServiceName::from_trusted(c.service),
+                requirement: VersionReq::parse(&c.requirement)
+                    .map_err(|e| corrupt("dependency requirement", e))?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) fn map_to_json(map: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(map).expect("a string map serializes")
+}
+
+pub(crate) fn map_from_json(text: &str) -> Result<BTreeMap<String, String>, StoreError> {
+    serde_json::from_str(text).map_err(|e| corrupt("labels or metadata", e))
+}
+
+#[derive(Serialize, Deserialize)]
+struct WeightColumn {
+    version: String,
+    weight: u32,
+}
+
+pub(crate) fn weights_to_json(weights: &[VersionWeight]) -> String {
+    let columns: Vec<_> = weights
+        .iter()
+        .map(|w| WeightColumn {
+            version: w.version.to_string(),
+            weight: w.weight,
+        })
+        .collect();
+    serde_json::to_string(&columns).expect("weights serialize")
+}
+
+pub(crate) fn weights_from_json(text: &str) -> Result<Vec<VersionWeight>, StoreError> {
+    let columns: Vec<WeightColumn> =
+        serde_json::from_str(text).map_err(|e| corrupt("route weights", e))?;
+    columns
+        .into_iter()
+        .map(|c| {
+            Ok(VersionWeight {
+                version: parse_stored_version(&c.version)?,
+                weight: c.weight,
+            })
+        })
+        .collect()
+}
+
+pub(crate) fn parse_stored_version(text: &str) -> Result<Version, StoreError> {
+    Version::parse(text).map_err(|e| corrupt("version", e))
+}
+
+pub(crate) fn parse_state(text: &str) -> Result<LifecycleState, StoreError> {
+    LifecycleState::from_str_trusted(text).ok_or_else(|| corrupt("lifecycle state", text))
+}
+
+pub(crate) fn parse_status(text: &str) -> Result<ServingStatus, StoreError> {
+    ServingStatus::from_str_trusted(text).ok_or_else(|| corrupt("serving status", text))
+}
+
+pub(crate) fn parse_policy(mode: &str, category: &str) -> Result<CompatibilityPolicy, StoreError> {
+    Ok(CompatibilityPolicy {
+        mode: CompatibilityMode::from_str_trusted(mode)
+            .ok_or_else(|| corrupt("compatibility mode", mode))?,
+        category: RuleCategory::from_str_trusted(category)
+            .ok_or_else(|| corrupt("rule category", category))?,
+    })
+}
+
+pub(crate) fn new_instance_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+// ---- rules -----------------------------------------------------------------------------------
+
+/// What a publish transaction should do, decided from the rows it read.
+pub(crate) enum PublishPlan {
+    /// Identical content is already stored: return it.
+    AlreadyPublished(Box<VersionRecord>),
+    /// Insert the new version.
+    Insert,
+}
+
+/// Decides a publish: immutability first, then the gate. `existing` is every stored version of the
+/// service, highest first; `missing_dependency` is the index of the first dependency that names a
+/// service that does not exist.
+pub(crate) fn plan_publish(
+    new: &NewVersion,
+    service: &flotilla_model::Service,
+    existing: &[VersionRecord],
+    missing_dependency: Option<usize>,
+    gate: &dyn PublishGate,
+) -> Result<PublishPlan, StoreError> {
+    if let Some(stored) = existing.iter().find(|v| v.version == new.version) {
+        if new.same_content_as(stored) {
+            return Ok(PublishPlan::AlreadyPublished(Box::new(stored.clone())));
+        }
+        return Err(StoreError::VersionConflict {
+            service: new.service.clone(),
+            version: new.version.clone(),
+            differences: content_differences(new, stored).join(", "),
+        });
+    }
+    if let Some(clash) = existing
+        .iter()
+        .find(|v| same_precedence(&v.version, &new.version))
+    {
+        return Err(StoreError::VersionConflict {
+            service: new.service.clone(),
+            version: new.version.clone(),
+            differences: format!(
+                "build metadata only: {} is already published, and semver gives both the same \
+                 precedence",
+                clash.version
+            ),
+        });
+    }
+    if let Some(index) = missing_dependency {
+        let dependency = &new.dependencies[index];
+        return Err(StoreError::precondition(
+            format!("dependencies[{index}].service"),
+            format!("service {:?} does not exist", dependency.service.as_str()),
+        ));
+    }
+    gate.check(service, existing, new)
+        .map_err(StoreError::Rejected)?;
+    Ok(PublishPlan::Insert)
+}
+
+fn same_precedence(a: &Version, b: &Version) -> bool {
+    a.major == b.major && a.minor == b.minor && a.patch == b.patch && a.pre == b.pre
+}
+
+fn content_differences(new: &NewVersion, stored: &VersionRecord) -> Vec<&'static str> {
+    let mut differences = Vec::new();
+    if new.schema.fingerprint() != stored.schema.fingerprint() {
+        differences.push("file_descriptor_set");
+    }
+    if new.artifact != stored.artifact {
+        differences.push("artifact");
+    }
+    if new.dependencies != stored.dependencies {
+        differences.push("dependencies");
+    }
+    if new.labels != stored.labels {
+        differences.push("labels");
+    }
+    differences
+}
+
+/// Checks a route against the service's versions.
+pub(crate) fn check_route(
+    weights: &[VersionWeight],
+    versions: &[(Version, LifecycleState)],
+) -> Result<(), StoreError> {
+    for (i, w) in weights.iter().enumerate() {
+        match versions.iter().find(|(v, _)| v == &w.version) {
+            None => {
+                return Err(StoreError::precondition(
+                    format!("weights[{i}].version"),
+                    format!("version {} is not published", w.version),
+                ));
+            }
+            Some((_, state)) if w.weight > 0 && !state.is_resolvable() => {
+                return Err(StoreError::precondition(
+                    format!("weights[{i}].weight"),
+                    format!(
+                        "version {} is {state}; only RELEASED or DEPRECATED versions may get traffic",
+                        w.version
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks that an instance may be registered for a version in `state` (None: not published).
+pub(crate) fn check_register(
+    new: &NewInstance,
+    state: Option<LifecycleState>,
+) -> Result<(), StoreError> {
+    match state {
+        None => Err(StoreError::precondition(
+            "version",
+            format!(
+                "version {} of service {:?} is not published",
+                new.version,
+                new.service.as_str()
+            ),
+        )),
+        Some(state) if !state.is_resolvable() => Err(StoreError::precondition(
+            "version",
+            format!(
+                "version {} of service {:?} is {state}; instances may run only RELEASED or \
+                 DEPRECATED versions",
+                new.version,
+                new.service.as_str()
+            ),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Audit details, as JSON objects.
+pub(crate) mod detail {
+    use super::*;
+
+    pub(crate) fn service(owner: &str, policy: &CompatibilityPolicy) -> String {
+        json!({"owner": owner, "mode": policy.mode.as_str(), "category": policy.category.as_str()})
+            .to_string()
+    }
+
+    pub(crate) fn publish(new: &NewVersion) -> String {
+        json!({
+            "fingerprint": new.schema.fingerprint(),
+            "artifact": new.artifact,
+            "dependencies": new.dependencies.iter()
+                .map(|d| format!("{} {}", d.service, d.requirement)).collect::<Vec<_>>(),
+        })
+        .to_string()
+    }
+
+    pub(crate) fn transition(from: LifecycleState, to: LifecycleState, reason: &str) -> String {
+        json!({"from": from.as_str(), "to": to.as_str(), "reason": reason}).to_string()
+    }
+
+    pub(crate) fn instance(id: &str, address: &str) -> String {
+        json!({"instance_id": id, "address": address}).to_string()
+    }
+
+    pub(crate) fn route(weights: &[VersionWeight]) -> String {
+        let map: BTreeMap<String, u32> = weights
+            .iter()
+            .map(|w| (w.version.to_string(), w.weight))
+            .collect();
+        json!({"weights": map}).to_string()
+    }
+}
