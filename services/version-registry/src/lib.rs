@@ -1,1 +1,14 @@
+//! The Flotilla version registry as a library: `main.rs` only parses flags and calls
+//! [`server::serve`], and tests start the same server in-process.
 
+pub mod api;
+pub mod config;
+mod convert;
+pub mod error;
+pub mod gate;
+pub mod hub;
+pub mod server;
+mod stop;
+
+pub use config::Config;
+pub use server::{ServeError, open_store, serve, serve_with_gate};

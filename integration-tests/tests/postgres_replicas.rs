@@ -1,0 +1,115 @@
+//! Two registry processes on one PostgreSQL database serve one view: a watcher on one sees, within
+//! 1 s, a route change and an instance registration made through the other.
+
+use std::time::{Duration, Instant};
+
+use flotilla_integration_tests::{
+    RegistryProcess,
+    postgres::{TestDatabase, admin_url},
+};
+use flotilla_model::fixtures::greeter_schema_bytes;
+use flotilla_proto::registry::v1::{self as pb, registry_client::RegistryClient};
+use tokio_stream::StreamExt;
+
+const PROPAGATION_BOUND: Duration = Duration::from_secs(1);
+
+async fn next_set(watch: &mut tonic::Streaming<pb::EndpointSet>) -> (pb::EndpointSet, Duration) {
+    let started = Instant::now();
+    let set = tokio::time::timeout(Duration::from_secs(5), watch.next())
+        .await
+        .expect("a set arrives within 5 s")
+        .expect("the stream is open")
+        .expect("no stream error");
+    (set, started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_on_one_replica_sees_changes_made_through_the_other() {
+    let Some(admin) = admin_url() else { return };
+    let db = TestDatabase::create(&admin).await.unwrap();
+    let a = RegistryProcess::start(&["--database-url", &db.url]).unwrap();
+    let b = RegistryProcess::start(&["--database-url", &db.url]).unwrap();
+    let mut through_a = RegistryClient::connect(a.endpoint()).await.unwrap();
+    let mut through_b = RegistryClient::connect(b.endpoint()).await.unwrap();
+
+    through_a
+        .create_service(pb::CreateServiceRequest { name: "greeter".into(), ..Default::default() })
+        .await
+        .unwrap();
+    for (fields, version) in [(0, "1.0.0"), (1, "1.1.0")] {
+        through_a
+            .publish_version(pb::PublishVersionRequest {
+                service: "greeter".into(),
+                version: version.into(),
+                file_descriptor_set: greeter_schema_bytes(fields),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    // One consistent view: B reads what A wrote.
+    let resolved = through_b
+        .resolve(pb::ResolveRequest { service: "greeter".into(), requirement: "^1".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resolved.selected.unwrap().version, "1.1.0");
+
+    let mut watch = through_b
+        .watch_endpoints(pb::WatchEndpointsRequest { service: "greeter".into(), requirement: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
+    let (initial, _) = next_set(&mut watch).await;
+    assert!(initial.endpoints.is_empty());
+
+    let started = Instant::now();
+    let registered = through_a
+        .register_instance(pb::RegisterInstanceRequest {
+            service: "greeter".into(),
+            version: "1.0.0".into(),
+            address: "127.0.0.1:7001".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let (set, _) = next_set(&mut watch).await;
+    let instance_latency = started.elapsed();
+    assert_eq!(set.endpoints[0].instance_id, registered.id);
+
+    through_a
+        .register_instance(pb::RegisterInstanceRequest {
+            service: "greeter".into(),
+            version: "1.1.0".into(),
+            address: "127.0.0.1:7002".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    next_set(&mut watch).await;
+
+    let started = Instant::now();
+    through_a
+        .set_route(pb::SetRouteRequest {
+            service: "greeter".into(),
+            weights: vec![
+                pb::VersionWeight { version: "1.0.0".into(), weight: 75 },
+                pb::VersionWeight { version: "1.1.0".into(), weight: 25 },
+            ],
+        })
+        .await
+        .unwrap();
+    let (set, _) = next_set(&mut watch).await;
+    let route_latency = started.elapsed();
+    assert!(set.route_applied);
+    let weights: Vec<_> = set.endpoints.iter().map(|e| (e.version.as_str(), e.version_weight)).collect();
+    assert_eq!(weights, [("1.1.0", 25), ("1.0.0", 75)]);
+
+    eprintln!("propagation across replicas: instance {instance_latency:?}, route {route_latency:?}");
+    assert!(instance_latency < PROPAGATION_BOUND, "instance took {instance_latency:?}");
+    assert!(route_latency < PROPAGATION_BOUND, "route took {route_latency:?}");
+
+    drop((a, b));
+    db.drop_database().await.unwrap();
+}

@@ -1,0 +1,334 @@
+//! The registry's gRPC behaviour, against an in-process server on an ephemeral port.
+
+use std::{sync::Arc, time::Duration};
+
+use flotilla_model::fixtures::greeter_schema_bytes;
+use flotilla_proto::registry::v1::{self as pb, registry_client::RegistryClient};
+use flotilla_store::SqliteStore;
+use flotilla_version_registry::{Config, serve};
+use tokio::sync::oneshot;
+use tokio_stream::StreamExt;
+use tonic::{Code, Request, transport::Channel};
+use tonic_types::StatusExt;
+
+struct Registry {
+    client: RegistryClient<Channel>,
+    address: std::net::SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Registry {
+    async fn start() -> Self {
+        let config = Config::for_tests();
+        let store = Arc::new(SqliteStore::open_in_memory().await.unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            serve(&config, store, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        let client = RegistryClient::connect(format!("http://{address}")).await.unwrap();
+        Self {
+            client,
+            address,
+            stop: Some(stop),
+            server,
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(5), self.server)
+            .await
+            .expect("the server drains within 5 s")
+            .unwrap();
+    }
+
+    async fn seed(&mut self) {
+        self.client
+            .create_service(pb::CreateServiceRequest {
+                name: "greeter".into(),
+                owner: "team-a".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        for (i, version) in ["1.0.0", "1.1.0", "2.0.0"].iter().enumerate() {
+            self.client.publish_version(publish(version, i as u32)).await.unwrap();
+        }
+    }
+
+    async fn register(&mut self, version: &str, port: u16, ttl_ms: u32) -> pb::Instance {
+        self.client
+            .register_instance(pb::RegisterInstanceRequest {
+                service: "greeter".into(),
+                version: version.into(),
+                address: format!("127.0.0.1:{port}"),
+                lease_ttl_ms: ttl_ms,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+}
+
+fn publish(version: &str, fields: u32) -> pb::PublishVersionRequest {
+    pb::PublishVersionRequest {
+        service: "greeter".into(),
+        version: version.into(),
+        file_descriptor_set: greeter_schema_bytes(fields),
+        artifact: Some(pb::Artifact {
+            image: format!("flotilla/greeter:{version}"),
+            command: vec![],
+        }),
+        ..Default::default()
+    }
+}
+
+fn bad_field(status: &tonic::Status) -> String {
+    status.get_error_details().bad_request().expect("bad request details").field_violations[0]
+        .field
+        .clone()
+}
+
+#[tokio::test]
+async fn bad_inputs_get_the_right_code_and_name_the_field() {
+    let mut r = Registry::start().await;
+    r.seed().await;
+    let c = &mut r.client;
+
+    let s = c
+        .create_service(pb::CreateServiceRequest { name: "Bad_Name".into(), ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!((s.code(), bad_field(&s).as_str()), (Code::InvalidArgument, "name"));
+
+    let s = c.publish_version(publish("1.0", 0)).await.unwrap_err();
+    assert_eq!((s.code(), bad_field(&s).as_str()), (Code::InvalidArgument, "version"));
+
+    let mut garbage = publish("3.0.0", 0);
+    garbage.file_descriptor_set = b"\x0a\x05hello-not-a-descriptor".to_vec();
+    let s = c.publish_version(garbage).await.unwrap_err();
+    assert_eq!((s.code(), bad_field(&s).as_str()), (Code::InvalidArgument, "file_descriptor_set"));
+
+    let s = c
+        .resolve(pb::ResolveRequest { service: "greeter".into(), requirement: "^^1".into() })
+        .await
+        .unwrap_err();
+    assert_eq!((s.code(), bad_field(&s).as_str()), (Code::InvalidArgument, "requirement"));
+
+    let s = c
+        .get_version(pb::GetVersionRequest { service: "nobody".into(), version: "1.0.0".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::NotFound);
+    assert!(s.message().contains("nobody"), "{}", s.message());
+
+    let s = c.publish_version(publish("1.0.0", 7)).await.unwrap_err();
+    assert_eq!(s.code(), Code::AlreadyExists);
+    assert!(s.message().contains("file_descriptor_set"), "{}", s.message());
+
+    let s = c
+        .transition_version(pb::TransitionVersionRequest {
+            service: "greeter".into(),
+            version: "1.0.0".into(),
+            state: pb::LifecycleState::Retired as i32,
+            reason: "skip deprecation".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::FailedPrecondition);
+    let details = s.get_error_details();
+    assert_eq!(details.precondition_failure().unwrap().violations[0].subject, "greeter@1.0.0");
+
+    let s = c
+        .heartbeat(pb::HeartbeatRequest {
+            instance_id: "67e55044-10b1-426f-9247-bb680e5fe0c8".into(),
+            status: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::NotFound);
+    assert_eq!(s.get_error_details().error_info().unwrap().reason, "INSTANCE_NOT_FOUND");
+
+    let s = c
+        .heartbeat(pb::HeartbeatRequest { instance_id: "not-a-uuid".into(), status: 0 })
+        .await
+        .unwrap_err();
+    assert_eq!((s.code(), bad_field(&s).as_str()), (Code::InvalidArgument, "instance_id"));
+
+    let mut actor = Request::new(pb::CreateServiceRequest { name: "x".into(), ..Default::default() });
+    actor.metadata_mut().insert("x-flotilla-actor", "".parse().unwrap());
+    let s = c.create_service(actor).await.unwrap_err();
+    assert_eq!((s.code(), bad_field(&s).as_str()), (Code::InvalidArgument, "x-flotilla-actor"));
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_messages_are_refused_before_they_are_read() {
+    let r = Registry::start().await;
+    let mut huge = publish("1.0.0", 0);
+    huge.file_descriptor_set = vec![0; flotilla_version_registry::config::DEFAULT_MAX_MESSAGE_BYTES + 1];
+    let s = r
+        .client
+        .clone()
+        .max_encoding_message_size(usize::MAX)
+        .publish_version(huge)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(s.code(), Code::ResourceExhausted | Code::OutOfRange),
+        "{:?}: {}",
+        s.code(),
+        s.message()
+    );
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn resolve_picks_the_highest_eligible_version_and_explains_the_rest() {
+    let mut r = Registry::start().await;
+    r.seed().await;
+    let c = &mut r.client;
+    c.transition_version(pb::TransitionVersionRequest {
+        service: "greeter".into(),
+        version: "1.1.0".into(),
+        state: pb::LifecycleState::Yanked as i32,
+        reason: "faulty".into(),
+    })
+    .await
+    .unwrap();
+    let resolved = c
+        .resolve(pb::ResolveRequest { service: "greeter".into(), requirement: "^1".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resolved.selected.unwrap().version, "1.0.0");
+    let reasons: Vec<_> = resolved.rejected.iter().map(|r| (r.version.as_str(), r.reason)).collect();
+    assert_eq!(
+        reasons,
+        [
+            ("2.0.0", pb::RejectionReason::RequirementMismatch as i32),
+            ("1.1.0", pb::RejectionReason::Yanked as i32),
+        ]
+    );
+    let s = c
+        .resolve(pb::ResolveRequest { service: "greeter".into(), requirement: "^3".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::NotFound);
+    assert_eq!(s.get_error_details().precondition_failure().unwrap().violations.len(), 3);
+    r.stop().await;
+}
+
+async fn next_set(
+    stream: &mut tonic::Streaming<pb::EndpointSet>,
+) -> pb::EndpointSet {
+    tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("an endpoint set arrives within 5 s")
+        .expect("the stream is open")
+        .expect("the stream has no error")
+}
+
+fn versions_and_weights(set: &pb::EndpointSet) -> Vec<(String, u32)> {
+    set.endpoints.iter().map(|e| (e.version.clone(), e.version_weight)).collect()
+}
+
+#[tokio::test]
+async fn watchers_are_pushed_instances_routes_expiries_and_shutdown() {
+    let mut r = Registry::start().await;
+    r.seed().await;
+    let mut watch = r
+        .client
+        .watch_endpoints(pb::WatchEndpointsRequest { service: "greeter".into(), requirement: "^1".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = next_set(&mut watch).await;
+    assert_eq!((first.revision, first.endpoints.len()), (1, 0));
+
+    let a = r.register("1.0.0", 7001, 10_000).await;
+    assert_eq!(versions_and_weights(&next_set(&mut watch).await), [("1.0.0".into(), 1)]);
+    r.register("2.0.0", 7003, 10_000).await; // not accepted by ^1: no push
+    let short = r.register("1.1.0", 7002, 1_000).await;
+    let set = next_set(&mut watch).await;
+    assert_eq!(set.revision, 3, "the 2.0.0 registration was not sent to a ^1 watcher");
+    assert_eq!(versions_and_weights(&set), [("1.1.0".into(), 1), ("1.0.0".into(), 1)]);
+
+    r.client
+        .set_route(pb::SetRouteRequest {
+            service: "greeter".into(),
+            weights: vec![
+                pb::VersionWeight { version: "1.0.0".into(), weight: 90 },
+                pb::VersionWeight { version: "1.1.0".into(), weight: 10 },
+            ],
+        })
+        .await
+        .unwrap();
+    let set = next_set(&mut watch).await;
+    assert!(set.route_applied);
+    assert_eq!(versions_and_weights(&set), [("1.1.0".into(), 10), ("1.0.0".into(), 90)]);
+
+    // The 1 s lease of 1.1.0 runs out with no heartbeat: the reaper pushes its removal.
+    let set = next_set(&mut watch).await;
+    assert_eq!(versions_and_weights(&set), [("1.0.0".into(), 90)]);
+    let s = r
+        .client
+        .heartbeat(pb::HeartbeatRequest { instance_id: short.id.clone(), status: 0 })
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::NotFound);
+    assert_eq!(s.get_error_details().error_info().unwrap().reason, "LEASE_EXPIRED");
+
+    r.client
+        .heartbeat(pb::HeartbeatRequest { instance_id: a.id.clone(), status: pb::ServingStatus::NotServing as i32 })
+        .await
+        .unwrap();
+    let set = next_set(&mut watch).await;
+    assert_eq!(set.endpoints[0].status, pb::ServingStatus::NotServing as i32);
+
+    let address = r.address;
+    r.stop().await;
+    let end = tokio::time::timeout(Duration::from_secs(5), watch.next()).await.unwrap();
+    match end {
+        Some(Err(status)) => assert_eq!(status.code(), Code::Unavailable, "{address}"),
+        None => {}
+        other => panic!("expected the stream to end, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_audit_log_records_who_did_what() {
+    let mut r = Registry::start().await;
+    let mut request = Request::new(pb::CreateServiceRequest { name: "greeter".into(), ..Default::default() });
+    request.metadata_mut().insert("x-flotilla-actor", "alice@ci".parse().unwrap());
+    r.client.create_service(request).await.unwrap();
+    r.client.publish_version(publish("1.0.0", 0)).await.unwrap();
+    let page = r
+        .client
+        .list_audit_events(pb::ListAuditEventsRequest { page_size: 1, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.events[0].action, "version.publish");
+    assert_eq!(page.events[0].actor, "anonymous");
+    let next = r
+        .client
+        .list_audit_events(pb::ListAuditEventsRequest {
+            page_size: 1,
+            page_token: page.next_page_token,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((next.events[0].action.as_str(), next.events[0].actor.as_str()), ("service.create", "alice@ci"));
+    r.stop().await;
+}
