@@ -26,7 +26,7 @@ use flotilla_model::{
 use tokio::sync::broadcast;
 
 pub use error::{GateRejection, GateViolation, StoreError};
-// pub use postgres::{PostgresConfig, PostgresStore};
+pub use postgres::{PostgresConfig, PostgresStore};
 pub use sqlite::SqliteStore;
 
 /// Who is making a change, and when: recorded in the audit log and lifecycle history.

@@ -7,6 +7,13 @@
 mod cases;
 mod support;
 
+use std::time::Duration;
+
+use flotilla_model::{
+    CompatibilityPolicy, NewInstance, NewService, ServiceName, ServingStatus, Timestamp, Version,
+};
+use flotilla_store::{Change, Mutation, PostgresConfig, PostgresStore, RegistryStore, StoreError};
+
 /// Declares one test per backend for each case in `cases`.
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
@@ -16,6 +23,16 @@ macro_rules! contract {
                 async fn $case() {
                     let store = crate::support::sqlite().await;
                     crate::cases::$case(&store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(db) = crate::support::postgres().await else { return };
+                    crate::cases::$case(&db.store).await;
+                    db.drop_database().await;
                 }
             )*
         }
@@ -50,4 +67,241 @@ async fn sqlite_state_survives_a_reopen() {
     }
     let store = flotilla_store::SqliteStore::open(&path).await.unwrap();
     cases::assert_greeter_seeded(&store).await;
+}
+
+/// State survives closing and reopening the PostgreSQL store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_state_survives_a_reopen() {
+    let Some(db) = support::postgres().await else {
+        return;
+    };
+    cases::seed_greeter(&*db.store).await;
+    let reopened = connect(&db.url).await;
+    cases::assert_greeter_seeded(&reopened).await;
+    drop(reopened);
+    db.drop_database().await;
+}
+
+/// Two stores on one database (two registry processes) hear each other's changes, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_announces_changes_across_store_instances() {
+    let Some(db) = support::postgres().await else {
+        return;
+    };
+    let a = &db.store;
+    let b = connect(&db.url).await;
+    let mut heard_by_a = a.subscribe();
+    let mut heard_by_b = b.subscribe();
+    let greeter = ServiceName::parse("name", "greeter").unwrap();
+    let m = Mutation {
+        actor: "tester".into(),
+        now: Timestamp(1_700_000_000_000),
+    };
+
+    a.create_service(
+        NewService {
+            name: greeter.clone(),
+            owner: "team-a".into(),
+            description: "says hello".into(),
+            policy: CompatibilityPolicy::default(),
+        },
+        &m,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        within_a_second(&mut heard_by_b).await,
+        Change::Service(greeter.clone())
+    );
+    a.set_route(&greeter, vec![], &m).await.unwrap();
+    assert_eq!(
+        within_a_second(&mut heard_by_b).await,
+        Change::Service(greeter.clone())
+    );
+
+    // Give a duplicate time to arrive before checking there is none.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        drain(&mut heard_by_a),
+        [Change::Service(greeter.clone()), Change::Service(greeter)],
+        "A hears its own changes once each, through the database"
+    );
+    assert_eq!(drain(&mut heard_by_b), [], "B heard each change once");
+    drop(b);
+    db.drop_database().await;
+}
+
+/// A lost LISTEN connection is re-established, and subscribers are told to reload, since
+/// announcements may have been missed meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_listen_reconnects_and_asks_for_a_reload() {
+    let Some(db) = support::postgres().await else {
+        return;
+    };
+    let mut changes = db.store.subscribe();
+    let admin = sql_client(&db.url).await;
+    let terminated = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND query LIKE 'LISTEN %'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(terminated.len(), 1, "the store holds one LISTEN session");
+    let reload = tokio::time::timeout(Duration::from_secs(5), changes.recv())
+        .await
+        .expect("a reload is asked for within 5 s")
+        .unwrap();
+    assert_eq!(reload, Change::All);
+
+    cases::seed_greeter(&*db.store).await;
+    let greeter = ServiceName::parse("name", "greeter").unwrap();
+    assert_eq!(
+        within_a_second(&mut changes).await,
+        Change::Service(greeter),
+        "announcements flow again"
+    );
+    db.drop_database().await;
+}
+
+/// Dropping the last clone of a store closes its LISTEN session: tests and reloads that open
+/// many stores leak no connections or tasks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stops_listening_when_the_store_is_dropped() {
+    let Some(db) = support::postgres().await else {
+        return;
+    };
+    let admin = sql_client(&db.url).await;
+    let second = connect(&db.url).await;
+    let clone = second.clone();
+    assert_eq!(listen_sessions(&admin).await, 2);
+    drop(second);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(listen_sessions(&admin).await, 2, "a clone keeps listening");
+    drop(clone);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while listen_sessions(&admin).await != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dropped store still listens"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    db.drop_database().await;
+}
+
+/// Registry processes that start together on a new database migrate it once, without errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stores_starting_together_migrate_once() {
+    let Some(admin_url) = support::admin_url() else {
+        return;
+    };
+    let name = format!("flotilla_test_{}", uuid::Uuid::new_v4().simple());
+    let admin = sql_client(&admin_url).await;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let url = support::with_database(&admin_url, &name);
+    let stores = futures::future::join_all(
+        (0..4).map(|_| PostgresStore::connect(PostgresConfig::new(&url))),
+    )
+    .await;
+    for store in &stores {
+        assert!(store.is_ok(), "{store:?}");
+    }
+    let db = sql_client(&url).await;
+    let applied: i64 = db
+        .query_one("SELECT count(*) FROM refinery_schema_history", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(applied, 1, "V1 is recorded once");
+    drop((stores, db));
+    admin
+        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .await
+        .unwrap();
+}
+
+/// Registry processes' clocks differ: once one has expired a lease, a heartbeat stamped earlier by
+/// another cannot renew it (the instance would stay unlisted while its heartbeats succeed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_reaped_lease_is_not_renewed_by_a_slower_clock() {
+    let Some(db) = support::postgres().await else {
+        return;
+    };
+    cases::seed_greeter(&*db.store).await;
+    let t0 = Timestamp(1_700_000_000_000);
+    let instance = db
+        .store
+        .register_instance(
+            NewInstance {
+                service: ServiceName::parse("name", "greeter").unwrap(),
+                version: Version::parse("1.0.0").unwrap(),
+                address: "127.0.0.1:7001".into(),
+                metadata: Default::default(),
+                status: ServingStatus::Serving,
+                lease_ttl_ms: 1_000,
+            },
+            &Mutation {
+                actor: "tester".into(),
+                now: t0,
+            },
+        )
+        .await
+        .unwrap();
+    let reaped = db
+        .store
+        .expire_instances(Timestamp(t0.0 + 1_500))
+        .await
+        .unwrap();
+    assert_eq!(reaped.len(), 1);
+    let lagging = db
+        .store
+        .heartbeat(&instance.id, None, Timestamp(t0.0 + 900))
+        .await;
+    assert!(
+        matches!(lagging, Err(StoreError::LeaseExpired { .. })),
+        "{lagging:?}"
+    );
+    db.drop_database().await;
+}
+
+async fn connect(url: &str) -> PostgresStore {
+    PostgresStore::connect(PostgresConfig::new(url))
+        .await
+        .expect("a second store connects to the test database")
+}
+
+async fn within_a_second(changes: &mut tokio::sync::broadcast::Receiver<Change>) -> Change {
+    tokio::time::timeout(Duration::from_secs(1), changes.recv())
+        .await
+        .expect("a change is announced within 1 s")
+        .expect("the change channel is open")
+}
+
+fn drain(changes: &mut tokio::sync::broadcast::Receiver<Change>) -> Vec<Change> {
+    std::iter::from_fn(|| changes.try_recv().ok()).collect()
+}
+
+async fn sql_client(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("the test database accepts connections");
+    tokio::spawn(connection);
+    client
+}
+
+async fn listen_sessions(admin: &tokio_postgres::Client) -> i64 {
+    admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND query LIKE 'LISTEN %'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
 }

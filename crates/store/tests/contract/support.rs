@@ -39,6 +39,46 @@ pub fn admin_url() -> Option<String> {
     }
 }
 
+pub async fn postgres() -> Option<TestDatabase> {
+    let admin_url = admin_url()?;
+    let name = format!("flotilla_test_{}", uuid::Uuid::new_v4().simple());
+    let (client, connection) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
+        .await
+        .expect("the test PostgreSQL server accepts connections");
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("the test role may create databases");
+    let url = with_database(&admin_url, &name);
+    let store = flotilla_store::PostgresStore::connect(flotilla_store::PostgresConfig::new(&url))
+        .await
+        .expect("the store connects and migrates");
+    Some(TestDatabase {
+        store: Arc::new(store),
+        url,
+        admin_url,
+        name,
+    })
+}
+
+impl TestDatabase {
+    pub async fn drop_database(self) {
+        drop(self.store);
+        let (client, connection) = tokio_postgres::connect(&self.admin_url, tokio_postgres::NoTls)
+            .await
+            .expect("the test PostgreSQL server accepts connections");
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .await
+            .expect("the test database drops");
+    }
+}
+
 /// Replaces the database name of a `postgres://` URL.
 pub fn with_database(url: &str, database: &str) -> String {
     let (base, query) = match url.split_once('?') {
