@@ -2,7 +2,7 @@
 //! ephemeral ports, find the real peers (grpcurl, PostgreSQL), and clean up even when a test fails.
 
 pub mod peers;
-pub mod process;
 pub mod postgres;
+pub mod process;
 
 pub use process::RegistryProcess;

@@ -40,8 +40,12 @@ impl GrpcurlOutput {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("grpcurl printed no JSON ({e}): {}\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "grpcurl printed no JSON ({e}): {}\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 }
 

@@ -37,7 +37,11 @@ impl TestDatabase {
     }
 
     pub async fn drop_database(self) -> anyhow::Result<()> {
-        admin_execute(&self.admin_url, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).await
+        admin_execute(
+            &self.admin_url,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        )
+        .await
     }
 }
 
@@ -46,7 +50,10 @@ async fn admin_execute(admin_url: &str, sql: &str) -> anyhow::Result<()> {
         .await
         .context("connecting to the test PostgreSQL server")?;
     tokio::spawn(connection);
-    client.batch_execute(sql).await.with_context(|| sql.to_owned())?;
+    client
+        .batch_execute(sql)
+        .await
+        .with_context(|| sql.to_owned())?;
     Ok(())
 }
 
@@ -70,8 +77,14 @@ mod tests {
 
     #[test]
     fn database_names_are_replaced() {
-        assert_eq!(with_database("postgres://u:p@h:5432/postgres", "x"), "postgres://u:p@h:5432/x");
+        assert_eq!(
+            with_database("postgres://u:p@h:5432/postgres", "x"),
+            "postgres://u:p@h:5432/x"
+        );
         assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
-        assert_eq!(with_database("postgres://h/db?sslmode=disable", "x"), "postgres://h/x?sslmode=disable");
+        assert_eq!(
+            with_database("postgres://h/db?sslmode=disable", "x"),
+            "postgres://h/x?sslmode=disable"
+        );
     }
 }

@@ -33,7 +33,10 @@ async fn a_watch_on_one_replica_sees_changes_made_through_the_other() {
     let mut through_b = RegistryClient::connect(b.endpoint()).await.unwrap();
 
     through_a
-        .create_service(pb::CreateServiceRequest { name: "greeter".into(), ..Default::default() })
+        .create_service(pb::CreateServiceRequest {
+            name: "greeter".into(),
+            ..Default::default()
+        })
         .await
         .unwrap();
     for (fields, version) in [(0, "1.0.0"), (1, "1.1.0")] {
@@ -49,14 +52,20 @@ async fn a_watch_on_one_replica_sees_changes_made_through_the_other() {
     }
     // One consistent view: B reads what A wrote.
     let resolved = through_b
-        .resolve(pb::ResolveRequest { service: "greeter".into(), requirement: "^1".into() })
+        .resolve(pb::ResolveRequest {
+            service: "greeter".into(),
+            requirement: "^1".into(),
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(resolved.selected.unwrap().version, "1.1.0");
 
     let mut watch = through_b
-        .watch_endpoints(pb::WatchEndpointsRequest { service: "greeter".into(), requirement: String::new() })
+        .watch_endpoints(pb::WatchEndpointsRequest {
+            service: "greeter".into(),
+            requirement: String::new(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -94,8 +103,14 @@ async fn a_watch_on_one_replica_sees_changes_made_through_the_other() {
         .set_route(pb::SetRouteRequest {
             service: "greeter".into(),
             weights: vec![
-                pb::VersionWeight { version: "1.0.0".into(), weight: 75 },
-                pb::VersionWeight { version: "1.1.0".into(), weight: 25 },
+                pb::VersionWeight {
+                    version: "1.0.0".into(),
+                    weight: 75,
+                },
+                pb::VersionWeight {
+                    version: "1.1.0".into(),
+                    weight: 25,
+                },
             ],
         })
         .await
@@ -103,12 +118,24 @@ async fn a_watch_on_one_replica_sees_changes_made_through_the_other() {
     let (set, _) = next_set(&mut watch).await;
     let route_latency = started.elapsed();
     assert!(set.route_applied);
-    let weights: Vec<_> = set.endpoints.iter().map(|e| (e.version.as_str(), e.version_weight)).collect();
+    let weights: Vec<_> = set
+        .endpoints
+        .iter()
+        .map(|e| (e.version.as_str(), e.version_weight))
+        .collect();
     assert_eq!(weights, [("1.1.0", 25), ("1.0.0", 75)]);
 
-    eprintln!("propagation across replicas: instance {instance_latency:?}, route {route_latency:?}");
-    assert!(instance_latency < PROPAGATION_BOUND, "instance took {instance_latency:?}");
-    assert!(route_latency < PROPAGATION_BOUND, "route took {route_latency:?}");
+    eprintln!(
+        "propagation across replicas: instance {instance_latency:?}, route {route_latency:?}"
+    );
+    assert!(
+        instance_latency < PROPAGATION_BOUND,
+        "instance took {instance_latency:?}"
+    );
+    assert!(
+        route_latency < PROPAGATION_BOUND,
+        "route took {route_latency:?}"
+    );
 
     drop((a, b));
     db.drop_database().await.unwrap();

@@ -18,11 +18,17 @@ async fn sigterm_drains_watchers_and_the_embedded_store_keeps_its_data() {
     let mut registry = RegistryProcess::start(&args).unwrap();
     let mut client = RegistryClient::connect(registry.endpoint()).await.unwrap();
     client
-        .create_service(pb::CreateServiceRequest { name: "greeter".into(), ..Default::default() })
+        .create_service(pb::CreateServiceRequest {
+            name: "greeter".into(),
+            ..Default::default()
+        })
         .await
         .unwrap();
     let mut watch = client
-        .watch_endpoints(pb::WatchEndpointsRequest { service: "greeter".into(), requirement: String::new() })
+        .watch_endpoints(pb::WatchEndpointsRequest {
+            service: "greeter".into(),
+            requirement: String::new(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -30,11 +36,16 @@ async fn sigterm_drains_watchers_and_the_embedded_store_keeps_its_data() {
 
     let status = registry.terminate(Duration::from_secs(10)).unwrap();
     assert!(status.success(), "exit status {status}");
-    let end = tokio::time::timeout(Duration::from_secs(5), watch.next()).await.unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(5), watch.next())
+        .await
+        .unwrap();
     match end {
         None => {}
         Some(Err(status)) => assert!(
-            matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled),
+            matches!(
+                status.code(),
+                tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+            ),
             "{status:?}"
         ),
         Some(Ok(set)) => panic!("unexpected set after shutdown: {set:?}"),
@@ -43,7 +54,9 @@ async fn sigterm_drains_watchers_and_the_embedded_store_keeps_its_data() {
     let registry = RegistryProcess::start(&args).unwrap();
     let mut client = RegistryClient::connect(registry.endpoint()).await.unwrap();
     let service = client
-        .get_service(pb::GetServiceRequest { name: "greeter".into() })
+        .get_service(pb::GetServiceRequest {
+            name: "greeter".into(),
+        })
         .await
         .expect("the service survived the restart")
         .into_inner();

@@ -65,7 +65,8 @@ async fn main() -> anyhow::Result<()> {
     println!("\nbare tonic unary (grpc.health.v1 Check): {baseline:>9.0} calls/s");
 
     let dir = tempfile::tempdir()?;
-    let sqlite: Arc<dyn RegistryStore> = Arc::new(SqliteStore::open(dir.path().join("bench.sqlite")).await?);
+    let sqlite: Arc<dyn RegistryStore> =
+        Arc::new(SqliteStore::open(dir.path().join("bench.sqlite")).await?);
     report("embedded (SQLite file)", sqlite, baseline, &options).await?;
 
     let url = std::env::var("FLOTILLA_BENCH_DATABASE_URL")
@@ -126,11 +127,19 @@ async fn fresh_database(
     let name = format!("flotilla_bench_{}", std::process::id());
     let (client, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
-    client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}")).await?;
-    let base = admin_url.rsplit_once('/').map_or(admin_url, |(base, _)| base);
+    client
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"
+        ))
+        .await?;
+    let base = admin_url
+        .rsplit_once('/')
+        .map_or(admin_url, |(base, _)| base);
     let url = format!("{base}/{name}");
     Ok((url, async move {
-        client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
+        client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await?;
         Ok(())
     }))
 }
@@ -153,7 +162,11 @@ impl RunningRegistry {
             })
             .await;
         });
-        Ok(Self { endpoint, stop, task })
+        Ok(Self {
+            endpoint,
+            stop,
+            task,
+        })
     }
 
     async fn client(&self) -> anyhow::Result<RegistryClient<Channel>> {
@@ -202,7 +215,9 @@ async fn bare_unary_calls_per_second(seconds: u64) -> anyhow::Result<f64> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let endpoint = format!("http://{}", listener.local_addr()?);
     let (health, service) = tonic_health::server::health_reporter();
-    health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+    health
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(
         tonic::transport::Server::builder()
@@ -216,7 +231,9 @@ async fn bare_unary_calls_per_second(seconds: u64) -> anyhow::Result<f64> {
     );
     let rate = calls_per_second(&endpoint, seconds, |channel| async move {
         HealthClient::new(channel)
-            .check(HealthCheckRequest { service: String::new() })
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
             .await
             .map(|_| ())
     })
@@ -235,15 +252,23 @@ where
 {
     let mut channels = Vec::with_capacity(CONNECTIONS);
     for _ in 0..CONNECTIONS {
-        channels.push(Endpoint::from_shared(endpoint.to_owned())?.connect().await?);
+        channels.push(
+            Endpoint::from_shared(endpoint.to_owned())?
+                .connect()
+                .await?,
+        );
     }
     let counting = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let calls = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_millis(500) + Duration::from_secs(seconds);
     let mut tasks = Vec::with_capacity(CONCURRENCY);
     for i in 0..CONCURRENCY {
-        let (channel, call, calls, counting) =
-            (channels[i % CONNECTIONS].clone(), call.clone(), calls.clone(), counting.clone());
+        let (channel, call, calls, counting) = (
+            channels[i % CONNECTIONS].clone(),
+            call.clone(),
+            calls.clone(),
+            counting.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             while Instant::now() < deadline {
                 call(channel.clone()).await?;
@@ -291,13 +316,21 @@ async fn fan_out(
     let connections = watchers.div_ceil(WATCHERS_PER_CONNECTION).max(1);
     let mut channels = Vec::with_capacity(connections);
     for _ in 0..connections {
-        channels.push(Endpoint::from_shared(endpoint.to_owned())?.connect().await?);
+        channels.push(
+            Endpoint::from_shared(endpoint.to_owned())?
+                .connect()
+                .await?,
+        );
     }
     let mut tasks = Vec::with_capacity(watchers);
     for i in 0..watchers {
         let mut watcher = RegistryClient::new(channels[i % connections].clone());
-        let (received, all_received, ready, all_ready) =
-            (received.clone(), all_received.clone(), ready.clone(), all_ready.clone());
+        let (received, all_received, ready, all_ready) = (
+            received.clone(),
+            all_received.clone(),
+            ready.clone(),
+            all_ready.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut stream = watcher
                 .watch_endpoints(pb::WatchEndpointsRequest {
@@ -333,8 +366,14 @@ async fn fan_out(
             .set_route(pb::SetRouteRequest {
                 service: "greeter".into(),
                 weights: vec![
-                    pb::VersionWeight { version: "1.18.0".into(), weight: 100 - canary },
-                    pb::VersionWeight { version: "1.19.0".into(), weight: canary },
+                    pb::VersionWeight {
+                        version: "1.18.0".into(),
+                        weight: 100 - canary,
+                    },
+                    pb::VersionWeight {
+                        version: "1.19.0".into(),
+                        weight: canary,
+                    },
                 ],
             })
             .await?;

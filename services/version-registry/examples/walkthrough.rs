@@ -53,7 +53,11 @@ async fn main() -> anyhow::Result<()> {
         let v = published.version.unwrap_or_default();
         println!(
             "  {version}: {} (schema {})",
-            if published.created { "published" } else { "already published, identical" },
+            if published.created {
+                "published"
+            } else {
+                "already published, identical"
+            },
             &v.schema_fingerprint[..12]
         );
     }
@@ -66,7 +70,11 @@ async fn main() -> anyhow::Result<()> {
         })
         .await
         .expect_err("published versions are immutable");
-    println!("  1.0.0 again with another schema: {:?}: {}", conflict.code(), conflict.message());
+    println!(
+        "  1.0.0 again with another schema: {:?}: {}",
+        conflict.code(),
+        conflict.message()
+    );
 
     step("watch greeter endpoints for callers requiring ^1");
     let mut watch = registry
@@ -177,7 +185,10 @@ async fn resolve(registry: &mut RegistryClient<Channel>, requirement: &str) -> a
         })
         .await?
         .into_inner();
-    println!("  {requirement} -> {}", resolved.selected.unwrap_or_default().version);
+    println!(
+        "  {requirement} -> {}",
+        resolved.selected.unwrap_or_default().version
+    );
     for rejected in resolved.rejected {
         println!("     passed over: {}", rejected.detail);
     }
@@ -206,13 +217,21 @@ fn show(set: &pb::EndpointSet) {
     println!(
         "  endpoint set #{} ({}):",
         set.revision,
-        if set.route_applied { "route weights" } else { "no route: equal shares" }
+        if set.route_applied {
+            "route weights"
+        } else {
+            "no route: equal shares"
+        }
     );
     if set.endpoints.is_empty() {
         println!("     (no instances)");
     }
     for e in &set.endpoints {
-        let (_, weight, count) = versions.iter().find(|(v, _, _)| *v == e.version).copied().unwrap_or_default();
+        let (_, weight, count) = versions
+            .iter()
+            .find(|(v, _, _)| *v == e.version)
+            .copied()
+            .unwrap_or_default();
         println!(
             "     {} {:<6} version weight {:>3}  -> {:>5.1}% of calls",
             e.address,

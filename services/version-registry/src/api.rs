@@ -26,7 +26,9 @@ pub struct RegistryApi {
 
 impl std::fmt::Debug for RegistryApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RegistryApi").field("store", &self.store).finish_non_exhaustive()
+        f.debug_struct("RegistryApi")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
     }
 }
 
@@ -37,7 +39,9 @@ fn mutation<T>(request: &Request<T>) -> std::result::Result<Mutation, RegistryEr
         None => "anonymous".to_owned(),
         Some(value) => {
             let text = value.to_str().ok().filter(|t| {
-                !t.is_empty() && t.len() <= MAX_ACTOR_LEN && t.chars().all(|c| c.is_ascii_graphic() || c == ' ')
+                !t.is_empty()
+                    && t.len() <= MAX_ACTOR_LEN
+                    && t.chars().all(|c| c.is_ascii_graphic() || c == ' ')
             });
             text.ok_or_else(|| {
                 model::InvalidField::new(
@@ -76,17 +80,29 @@ impl RegistryApi {
 
 #[tonic::async_trait]
 impl Registry for RegistryApi {
-    async fn create_service(&self, request: Request<pb::CreateServiceRequest>) -> Result<pb::Service> {
+    async fn create_service(
+        &self,
+        request: Request<pb::CreateServiceRequest>,
+    ) -> Result<pb::Service> {
         let m = mutation(&request)?;
         let new = convert::new_service(request.into_inner()).map_err(RegistryError::from)?;
-        let service = self.store.create_service(new, &m).await.map_err(RegistryError::from)?;
+        let service = self
+            .store
+            .create_service(new, &m)
+            .await
+            .map_err(RegistryError::from)?;
         tracing::info!(service = %service.name, actor = %m.actor, "service created");
         Ok(Response::new(convert::service(service)))
     }
 
     async fn get_service(&self, request: Request<pb::GetServiceRequest>) -> Result<pb::Service> {
-        let name = convert::service_name("name", &request.get_ref().name).map_err(RegistryError::from)?;
-        let service = self.store.get_service(&name).await.map_err(RegistryError::from)?;
+        let name =
+            convert::service_name("name", &request.get_ref().name).map_err(RegistryError::from)?;
+        let service = self
+            .store
+            .get_service(&name)
+            .await
+            .map_err(RegistryError::from)?;
         Ok(Response::new(convert::service(service)))
     }
 
@@ -123,7 +139,9 @@ impl Registry for RegistryApi {
         let req = request.into_inner();
         let name = convert::service_name("name", &req.name).map_err(RegistryError::from)?;
         let Some(policy) = req.policy.as_ref() else {
-            return Err(RegistryError::from(model::InvalidField::new("policy", "is required")).into());
+            return Err(
+                RegistryError::from(model::InvalidField::new("policy", "is required")).into(),
+            );
         };
         let policy = convert::policy("policy", Some(policy)).map_err(RegistryError::from)?;
         let service = self
@@ -162,7 +180,8 @@ impl Registry for RegistryApi {
 
     async fn get_version(&self, request: Request<pb::GetVersionRequest>) -> Result<pb::Version> {
         let req = request.get_ref();
-        let service = convert::service_name("service", &req.service).map_err(RegistryError::from)?;
+        let service =
+            convert::service_name("service", &req.service).map_err(RegistryError::from)?;
         let version = model::parse_version("version", &req.version).map_err(RegistryError::from)?;
         let record = self
             .store
@@ -177,8 +196,13 @@ impl Registry for RegistryApi {
         request: Request<pb::ListVersionsRequest>,
     ) -> Result<pb::ListVersionsResponse> {
         let req = request.get_ref();
-        let service = convert::service_name("service", &req.service).map_err(RegistryError::from)?;
-        let versions = self.store.list_versions(&service).await.map_err(RegistryError::from)?;
+        let service =
+            convert::service_name("service", &req.service).map_err(RegistryError::from)?;
+        let versions = self
+            .store
+            .list_versions(&service)
+            .await
+            .map_err(RegistryError::from)?;
         Ok(Response::new(pb::ListVersionsResponse {
             versions: versions
                 .into_iter()
@@ -193,7 +217,8 @@ impl Registry for RegistryApi {
     ) -> Result<pb::Version> {
         let m = mutation(&request)?;
         let req = request.into_inner();
-        let service = convert::service_name("service", &req.service).map_err(RegistryError::from)?;
+        let service =
+            convert::service_name("service", &req.service).map_err(RegistryError::from)?;
         let version = model::parse_version("version", &req.version).map_err(RegistryError::from)?;
         let to = convert::target_state("state", req.state).map_err(RegistryError::from)?;
         model::validate_text("reason", &req.reason, 1024, true).map_err(RegistryError::from)?;
@@ -208,10 +233,15 @@ impl Registry for RegistryApi {
 
     async fn resolve(&self, request: Request<pb::ResolveRequest>) -> Result<pb::ResolveResponse> {
         let req = request.get_ref();
-        let service = convert::service_name("service", &req.service).map_err(RegistryError::from)?;
+        let service =
+            convert::service_name("service", &req.service).map_err(RegistryError::from)?;
         let requirement =
             convert::requirement("requirement", &req.requirement).map_err(RegistryError::from)?;
-        let states = self.store.version_states(&service).await.map_err(RegistryError::from)?;
+        let states = self
+            .store
+            .version_states(&service)
+            .await
+            .map_err(RegistryError::from)?;
         let resolution = model::resolve(states.iter().map(|(v, s)| (v, *s)), &requirement);
         let Some(selected) = resolution.selected else {
             return Err(RegistryError::NoEligibleVersion {
@@ -228,7 +258,11 @@ impl Registry for RegistryApi {
             .map_err(RegistryError::from)?;
         Ok(Response::new(pb::ResolveResponse {
             selected: Some(convert::version(record, false)),
-            rejected: resolution.rejected.into_iter().map(convert::rejection).collect(),
+            rejected: resolution
+                .rejected
+                .into_iter()
+                .map(convert::rejection)
+                .collect(),
         }))
     }
 
@@ -281,7 +315,8 @@ impl Registry for RegistryApi {
         request: Request<pb::ListInstancesRequest>,
     ) -> Result<pb::ListInstancesResponse> {
         let req = request.get_ref();
-        let service = convert::service_name("service", &req.service).map_err(RegistryError::from)?;
+        let service =
+            convert::service_name("service", &req.service).map_err(RegistryError::from)?;
         let version = match req.version.as_str() {
             "" => None,
             text => Some(model::parse_version("version", text).map_err(RegistryError::from)?),
@@ -299,7 +334,8 @@ impl Registry for RegistryApi {
     async fn set_route(&self, request: Request<pb::SetRouteRequest>) -> Result<pb::Route> {
         let m = mutation(&request)?;
         let req = request.into_inner();
-        let service = convert::service_name("service", &req.service).map_err(RegistryError::from)?;
+        let service =
+            convert::service_name("service", &req.service).map_err(RegistryError::from)?;
         let weights = convert::weights(&req.weights).map_err(RegistryError::from)?;
         let route = self
             .store
@@ -311,9 +347,13 @@ impl Registry for RegistryApi {
     }
 
     async fn get_route(&self, request: Request<pb::GetRouteRequest>) -> Result<pb::Route> {
-        let service =
-            convert::service_name("service", &request.get_ref().service).map_err(RegistryError::from)?;
-        let route = self.store.get_route(&service).await.map_err(RegistryError::from)?;
+        let service = convert::service_name("service", &request.get_ref().service)
+            .map_err(RegistryError::from)?;
+        let route = self
+            .store
+            .get_route(&service)
+            .await
+            .map_err(RegistryError::from)?;
         Ok(Response::new(convert::route(&service, route)))
     }
 
@@ -325,10 +365,15 @@ impl Registry for RegistryApi {
         request: Request<pb::WatchEndpointsRequest>,
     ) -> Result<Self::WatchEndpointsStream> {
         let req = request.get_ref();
-        let service = convert::service_name("service", &req.service).map_err(RegistryError::from)?;
+        let service =
+            convert::service_name("service", &req.service).map_err(RegistryError::from)?;
         let requirement =
             convert::requirement("requirement", &req.requirement).map_err(RegistryError::from)?;
-        let snapshots = self.hub.subscribe(&service).await.map_err(RegistryError::from)?;
+        let snapshots = self
+            .hub
+            .subscribe(&service)
+            .await
+            .map_err(RegistryError::from)?;
         let state = WatchState {
             service,
             requirement,
@@ -338,7 +383,10 @@ impl Registry for RegistryApi {
             revision: 0,
             done: false,
         };
-        Ok(Response::new(Box::pin(futures::stream::unfold(state, WatchState::next))))
+        Ok(Response::new(Box::pin(futures::stream::unfold(
+            state,
+            WatchState::next,
+        ))))
     }
 
     async fn list_audit_events(

@@ -14,7 +14,10 @@ pub fn service_name(field: &str, text: &str) -> Result<ServiceName, InvalidField
     ServiceName::parse(field, text)
 }
 
-pub fn policy(field: &str, policy: Option<&pb::CompatibilityPolicy>) -> Result<CompatibilityPolicy, InvalidField> {
+pub fn policy(
+    field: &str,
+    policy: Option<&pb::CompatibilityPolicy>,
+) -> Result<CompatibilityPolicy, InvalidField> {
     let Some(policy) = policy else {
         return Ok(CompatibilityPolicy::default());
     };
@@ -71,8 +74,15 @@ pub fn new_version(req: pb::PublishVersionRequest) -> Result<model::NewVersion, 
             "has at most 256 arguments of at most 4096 characters",
         ));
     }
-    if artifact.command.first().is_some_and(|program| program.trim().is_empty()) {
-        return Err(InvalidField::new("artifact.command[0]", "the program must not be blank"));
+    if artifact
+        .command
+        .first()
+        .is_some_and(|program| program.trim().is_empty())
+    {
+        return Err(InvalidField::new(
+            "artifact.command[0]",
+            "the program must not be blank",
+        ));
     }
     let mut dependencies = Vec::with_capacity(req.dependencies.len());
     for (i, dependency) in req.dependencies.iter().enumerate() {
@@ -89,7 +99,10 @@ pub fn new_version(req: pb::PublishVersionRequest) -> Result<model::NewVersion, 
                 "a version cannot depend on its own service",
             ));
         }
-        if dependencies.iter().any(|d: &Dependency| d.service == dependency.service) {
+        if dependencies
+            .iter()
+            .any(|d: &Dependency| d.service == dependency.service)
+        {
             return Err(InvalidField::new(
                 format!("dependencies[{i}].service"),
                 format!("{} is listed twice", dependency.service),
@@ -171,7 +184,11 @@ pub fn weights(weights: &[pb::VersionWeight]) -> Result<Vec<model::VersionWeight
         if w.weight > model::Route::MAX_WEIGHT {
             return Err(InvalidField::new(
                 format!("weights[{i}].weight"),
-                format!("{} is above the maximum of {}", w.weight, model::Route::MAX_WEIGHT),
+                format!(
+                    "{} is above the maximum of {}",
+                    w.weight,
+                    model::Route::MAX_WEIGHT
+                ),
             ));
         }
         if parsed.iter().any(|p| p.version == version) {
@@ -186,7 +203,10 @@ pub fn weights(weights: &[pb::VersionWeight]) -> Result<Vec<model::VersionWeight
         });
     }
     if parsed.iter().all(|w| w.weight == 0) {
-        return Err(InvalidField::new("weights", "at least one weight must be above 0"));
+        return Err(InvalidField::new(
+            "weights",
+            "at least one weight must be above 0",
+        ));
     }
     Ok(parsed)
 }
@@ -202,7 +222,10 @@ pub fn page_size(value: u32) -> Result<u32, InvalidField> {
     match value {
         0 => Ok(DEFAULT_PAGE_SIZE),
         n if n <= MAX_PAGE_SIZE => Ok(n),
-        n => Err(InvalidField::new("page_size", format!("{n} is above {MAX_PAGE_SIZE}"))),
+        n => Err(InvalidField::new(
+            "page_size",
+            format!("{n} is above {MAX_PAGE_SIZE}"),
+        )),
     }
 }
 
@@ -437,7 +460,10 @@ mod tests {
         assert!(weights(&[w("1.0.0", 90), w("1.1.0", 10)]).is_ok());
         assert_eq!(weights(&[]).unwrap_err().field, "weights");
         assert_eq!(weights(&[w("1.0.0", 0)]).unwrap_err().field, "weights");
-        assert_eq!(weights(&[w("1.0.0", 10_001)]).unwrap_err().field, "weights[0].weight");
+        assert_eq!(
+            weights(&[w("1.0.0", 10_001)]).unwrap_err().field,
+            "weights[0].weight"
+        );
         assert_eq!(
             weights(&[w("1.0.0", 1), w("1.0.0", 2)]).unwrap_err().field,
             "weights[1].version"
@@ -446,8 +472,14 @@ mod tests {
 
     #[test]
     fn unknown_enum_values_are_invalid() {
-        let bad = pb::CompatibilityPolicy { mode: 42, category: 0 };
-        assert_eq!(policy("policy", Some(&bad)).unwrap_err().field, "policy.mode");
+        let bad = pb::CompatibilityPolicy {
+            mode: 42,
+            category: 0,
+        };
+        assert_eq!(
+            policy("policy", Some(&bad)).unwrap_err().field,
+            "policy.mode"
+        );
         assert_eq!(target_state("state", 0).unwrap_err().field, "state");
         assert!(target_state("state", pb::LifecycleState::Released as i32).is_err());
         assert_eq!(serving_status("status", 9).unwrap_err().field, "status");
@@ -462,8 +494,14 @@ mod tests {
             lease_ttl_ms: ttl,
             ..Default::default()
         };
-        assert_eq!(new_instance(req(0)).unwrap().lease_ttl_ms, DEFAULT_LEASE_TTL_MS);
+        assert_eq!(
+            new_instance(req(0)).unwrap().lease_ttl_ms,
+            DEFAULT_LEASE_TTL_MS
+        );
         assert_eq!(new_instance(req(999)).unwrap_err().field, "lease_ttl_ms");
-        assert_eq!(new_instance(req(300_001)).unwrap_err().field, "lease_ttl_ms");
+        assert_eq!(
+            new_instance(req(300_001)).unwrap_err().field,
+            "lease_ttl_ms"
+        );
     }
 }

@@ -44,10 +44,11 @@ impl From<RegistryError> for Status {
                         rejection.detail,
                     );
                 }
-                details.set_error_info("NO_ELIGIBLE_VERSION", ERROR_DOMAIN, [(
-                    "service".to_owned(),
-                    service.to_string(),
-                )]);
+                details.set_error_info(
+                    "NO_ELIGIBLE_VERSION",
+                    ERROR_DOMAIN,
+                    [("service".to_owned(), service.to_string())],
+                );
                 Code::NotFound
             }
             RegistryError::ShuttingDown => Code::Unavailable,
@@ -60,7 +61,12 @@ impl From<RegistryError> for Status {
 fn store_status(error: StoreError, message: String, mut details: ErrorDetails) -> Status {
     let code = match error {
         StoreError::ServiceNotFound(service) => {
-            details.set_resource_info("flotilla.registry.v1.Service", service.as_str(), "", "not found");
+            details.set_resource_info(
+                "flotilla.registry.v1.Service",
+                service.as_str(),
+                "",
+                "not found",
+            );
             Code::NotFound
         }
         StoreError::VersionNotFound { service, version } => {
@@ -73,24 +79,36 @@ fn store_status(error: StoreError, message: String, mut details: ErrorDetails) -
             Code::NotFound
         }
         StoreError::InstanceNotFound(id) => {
-            details.set_error_info("INSTANCE_NOT_FOUND", ERROR_DOMAIN, [(
-                "instance_id".to_owned(),
-                id.to_string(),
-            )]);
+            details.set_error_info(
+                "INSTANCE_NOT_FOUND",
+                ERROR_DOMAIN,
+                [("instance_id".to_owned(), id.to_string())],
+            );
             Code::NotFound
         }
         StoreError::LeaseExpired { id, expired } => {
-            details.set_error_info("LEASE_EXPIRED", ERROR_DOMAIN, [
-                ("instance_id".to_owned(), id.to_string()),
-                ("expired_at_ms".to_owned(), expired.millis().to_string()),
-            ]);
+            details.set_error_info(
+                "LEASE_EXPIRED",
+                ERROR_DOMAIN,
+                [
+                    ("instance_id".to_owned(), id.to_string()),
+                    ("expired_at_ms".to_owned(), expired.millis().to_string()),
+                ],
+            );
             Code::NotFound
         }
         StoreError::ServiceExists(service) => {
-            details.set_resource_info("flotilla.registry.v1.Service", service.as_str(), "", "exists");
+            details.set_resource_info(
+                "flotilla.registry.v1.Service",
+                service.as_str(),
+                "",
+                "exists",
+            );
             Code::AlreadyExists
         }
-        StoreError::VersionConflict { service, version, .. } => {
+        StoreError::VersionConflict {
+            service, version, ..
+        } => {
             details.set_resource_info(
                 "flotilla.registry.v1.Version",
                 format!("{service}@{version}"),
@@ -147,7 +165,10 @@ mod tests {
         assert_eq!(status.code(), Code::InvalidArgument);
         let details = status.get_error_details();
         let violation = &details.bad_request().unwrap().field_violations[0];
-        assert_eq!((violation.field.as_str(), violation.description.as_str()), ("version", "bad"));
+        assert_eq!(
+            (violation.field.as_str(), violation.description.as_str()),
+            ("version", "bad")
+        );
     }
 
     #[test]
@@ -158,7 +179,10 @@ mod tests {
             expired: Timestamp(5),
         }));
         assert_eq!(status.code(), Code::NotFound);
-        assert_eq!(status.get_error_details().error_info().unwrap().reason, "LEASE_EXPIRED");
+        assert_eq!(
+            status.get_error_details().error_info().unwrap().reason,
+            "LEASE_EXPIRED"
+        );
     }
 
     #[test]

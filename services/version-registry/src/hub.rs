@@ -42,14 +42,20 @@ impl EndpointHub {
     }
 
     /// A receiver of the service's snapshots, holding the current one.
-    pub async fn subscribe(&self, service: &ServiceName) -> Result<watch::Receiver<Snapshot>, StoreError> {
+    pub async fn subscribe(
+        &self,
+        service: &ServiceName,
+    ) -> Result<watch::Receiver<Snapshot>, StoreError> {
         // The map lock is held across the first load: the reload task takes the same lock to
         // find a channel, so a change committed after this load is reloaded into the new channel.
         let mut channels = self.channels.lock().await;
         if let Some(sender) = channels.get(service) {
             return Ok(sender.subscribe());
         }
-        let snapshot = self.store.endpoint_snapshot(service, Timestamp::now()).await?;
+        let snapshot = self
+            .store
+            .endpoint_snapshot(service, Timestamp::now())
+            .await?;
         let (sender, receiver) = watch::channel(Arc::new(snapshot));
         channels.insert(service.clone(), sender);
         Ok(receiver)
@@ -97,7 +103,10 @@ impl EndpointHub {
         let Some(sender) = self.channels.lock().await.get(service).cloned() else {
             return Ok(());
         };
-        let snapshot = self.store.endpoint_snapshot(service, Timestamp::now()).await?;
+        let snapshot = self
+            .store
+            .endpoint_snapshot(service, Timestamp::now())
+            .await?;
         sender.send_if_modified(|current| {
             let modified = **current != snapshot;
             if modified {

@@ -4,7 +4,9 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use flotilla_model::Timestamp;
 use flotilla_proto::registry::v1::registry_server::RegistryServer;
-use flotilla_store::{PostgresConfig, PostgresStore, PublishGate, RegistryStore, SqliteStore, StoreError};
+use flotilla_store::{
+    PostgresConfig, PostgresStore, PublishGate, RegistryStore, SqliteStore, StoreError,
+};
 use tokio::{net::TcpListener, sync::watch};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::server::HealthReporter;
@@ -28,7 +30,9 @@ pub enum ServeError {
 /// file.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn RegistryStore>, StoreError> {
     match &config.database_url {
-        Some(url) => Ok(Arc::new(PostgresStore::connect(PostgresConfig::new(url)).await?)),
+        Some(url) => Ok(Arc::new(
+            PostgresStore::connect(PostgresConfig::new(url)).await?,
+        )),
         None if config.data_file.as_os_str() == ":memory:" => {
             Ok(Arc::new(SqliteStore::open_in_memory().await?))
         }
@@ -57,7 +61,11 @@ pub async fn serve_with_gate(
 ) -> Result<(), ServeError> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let hub = EndpointHub::start(store.clone(), stop_rx.clone());
-    tokio::spawn(reap_expired_leases(store.clone(), config.reap_interval(), stop_rx.clone()));
+    tokio::spawn(reap_expired_leases(
+        store.clone(),
+        config.reap_interval(),
+        stop_rx.clone(),
+    ));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<RegistryServer<RegistryApi>>().await;
@@ -81,7 +89,9 @@ pub async fn serve_with_gate(
     let drain = async {
         shutdown.await;
         tracing::info!("shutting down: draining calls");
-        health.set_not_serving::<RegistryServer<RegistryApi>>().await;
+        health
+            .set_not_serving::<RegistryServer<RegistryApi>>()
+            .await;
         let _ = stop_tx.send(true);
         let _ = draining_tx.send(());
     };
@@ -151,7 +161,9 @@ async fn probe_store(
         match (store.ping().await, serving) {
             (Err(error), true) => {
                 tracing::error!(%error, "store unreachable: NOT_SERVING");
-                health.set_not_serving::<RegistryServer<RegistryApi>>().await;
+                health
+                    .set_not_serving::<RegistryServer<RegistryApi>>()
+                    .await;
                 serving = false;
             }
             (Ok(()), false) => {

@@ -32,7 +32,9 @@ impl Registry {
             .await
             .unwrap();
         });
-        let client = RegistryClient::connect(format!("http://{address}")).await.unwrap();
+        let client = RegistryClient::connect(format!("http://{address}"))
+            .await
+            .unwrap();
         Self {
             client,
             address,
@@ -59,7 +61,10 @@ impl Registry {
             .await
             .unwrap();
         for (i, version) in ["1.0.0", "1.1.0", "2.0.0"].iter().enumerate() {
-            self.client.publish_version(publish(version, i as u32)).await.unwrap();
+            self.client
+                .publish_version(publish(version, i as u32))
+                .await
+                .unwrap();
         }
     }
 
@@ -92,7 +97,11 @@ fn publish(version: &str, fields: u32) -> pb::PublishVersionRequest {
 }
 
 fn bad_field(status: &tonic::Status) -> String {
-    status.get_error_details().bad_request().expect("bad request details").field_violations[0]
+    status
+        .get_error_details()
+        .bad_request()
+        .expect("bad request details")
+        .field_violations[0]
         .field
         .clone()
 }
@@ -104,27 +113,48 @@ async fn bad_inputs_get_the_right_code_and_name_the_field() {
     let c = &mut r.client;
 
     let s = c
-        .create_service(pb::CreateServiceRequest { name: "Bad_Name".into(), ..Default::default() })
+        .create_service(pb::CreateServiceRequest {
+            name: "Bad_Name".into(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
-    assert_eq!((s.code(), bad_field(&s).as_str()), (Code::InvalidArgument, "name"));
+    assert_eq!(
+        (s.code(), bad_field(&s).as_str()),
+        (Code::InvalidArgument, "name")
+    );
 
     let s = c.publish_version(publish("1.0", 0)).await.unwrap_err();
-    assert_eq!((s.code(), bad_field(&s).as_str()), (Code::InvalidArgument, "version"));
+    assert_eq!(
+        (s.code(), bad_field(&s).as_str()),
+        (Code::InvalidArgument, "version")
+    );
 
     let mut garbage = publish("3.0.0", 0);
     garbage.file_descriptor_set = b"\x0a\x05hello-not-a-descriptor".to_vec();
     let s = c.publish_version(garbage).await.unwrap_err();
-    assert_eq!((s.code(), bad_field(&s).as_str()), (Code::InvalidArgument, "file_descriptor_set"));
+    assert_eq!(
+        (s.code(), bad_field(&s).as_str()),
+        (Code::InvalidArgument, "file_descriptor_set")
+    );
 
     let s = c
-        .resolve(pb::ResolveRequest { service: "greeter".into(), requirement: "^^1".into() })
+        .resolve(pb::ResolveRequest {
+            service: "greeter".into(),
+            requirement: "^^1".into(),
+        })
         .await
         .unwrap_err();
-    assert_eq!((s.code(), bad_field(&s).as_str()), (Code::InvalidArgument, "requirement"));
+    assert_eq!(
+        (s.code(), bad_field(&s).as_str()),
+        (Code::InvalidArgument, "requirement")
+    );
 
     let s = c
-        .get_version(pb::GetVersionRequest { service: "nobody".into(), version: "1.0.0".into() })
+        .get_version(pb::GetVersionRequest {
+            service: "nobody".into(),
+            version: "1.0.0".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(s.code(), Code::NotFound);
@@ -132,7 +162,11 @@ async fn bad_inputs_get_the_right_code_and_name_the_field() {
 
     let s = c.publish_version(publish("1.0.0", 7)).await.unwrap_err();
     assert_eq!(s.code(), Code::AlreadyExists);
-    assert!(s.message().contains("file_descriptor_set"), "{}", s.message());
+    assert!(
+        s.message().contains("file_descriptor_set"),
+        "{}",
+        s.message()
+    );
 
     let s = c
         .transition_version(pb::TransitionVersionRequest {
@@ -145,7 +179,10 @@ async fn bad_inputs_get_the_right_code_and_name_the_field() {
         .unwrap_err();
     assert_eq!(s.code(), Code::FailedPrecondition);
     let details = s.get_error_details();
-    assert_eq!(details.precondition_failure().unwrap().violations[0].subject, "greeter@1.0.0");
+    assert_eq!(
+        details.precondition_failure().unwrap().violations[0].subject,
+        "greeter@1.0.0"
+    );
 
     let s = c
         .heartbeat(pb::HeartbeatRequest {
@@ -155,18 +192,35 @@ async fn bad_inputs_get_the_right_code_and_name_the_field() {
         .await
         .unwrap_err();
     assert_eq!(s.code(), Code::NotFound);
-    assert_eq!(s.get_error_details().error_info().unwrap().reason, "INSTANCE_NOT_FOUND");
+    assert_eq!(
+        s.get_error_details().error_info().unwrap().reason,
+        "INSTANCE_NOT_FOUND"
+    );
 
     let s = c
-        .heartbeat(pb::HeartbeatRequest { instance_id: "not-a-uuid".into(), status: 0 })
+        .heartbeat(pb::HeartbeatRequest {
+            instance_id: "not-a-uuid".into(),
+            status: 0,
+        })
         .await
         .unwrap_err();
-    assert_eq!((s.code(), bad_field(&s).as_str()), (Code::InvalidArgument, "instance_id"));
+    assert_eq!(
+        (s.code(), bad_field(&s).as_str()),
+        (Code::InvalidArgument, "instance_id")
+    );
 
-    let mut actor = Request::new(pb::CreateServiceRequest { name: "x".into(), ..Default::default() });
-    actor.metadata_mut().insert("x-flotilla-actor", "".parse().unwrap());
+    let mut actor = Request::new(pb::CreateServiceRequest {
+        name: "x".into(),
+        ..Default::default()
+    });
+    actor
+        .metadata_mut()
+        .insert("x-flotilla-actor", "".parse().unwrap());
     let s = c.create_service(actor).await.unwrap_err();
-    assert_eq!((s.code(), bad_field(&s).as_str()), (Code::InvalidArgument, "x-flotilla-actor"));
+    assert_eq!(
+        (s.code(), bad_field(&s).as_str()),
+        (Code::InvalidArgument, "x-flotilla-actor")
+    );
     r.stop().await;
 }
 
@@ -174,7 +228,8 @@ async fn bad_inputs_get_the_right_code_and_name_the_field() {
 async fn oversized_messages_are_refused_before_they_are_read() {
     let r = Registry::start().await;
     let mut huge = publish("1.0.0", 0);
-    huge.file_descriptor_set = vec![0; flotilla_version_registry::config::DEFAULT_MAX_MESSAGE_BYTES + 1];
+    huge.file_descriptor_set =
+        vec![0; flotilla_version_registry::config::DEFAULT_MAX_MESSAGE_BYTES + 1];
     let s = r
         .client
         .clone()
@@ -205,12 +260,19 @@ async fn resolve_picks_the_highest_eligible_version_and_explains_the_rest() {
     .await
     .unwrap();
     let resolved = c
-        .resolve(pb::ResolveRequest { service: "greeter".into(), requirement: "^1".into() })
+        .resolve(pb::ResolveRequest {
+            service: "greeter".into(),
+            requirement: "^1".into(),
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(resolved.selected.unwrap().version, "1.0.0");
-    let reasons: Vec<_> = resolved.rejected.iter().map(|r| (r.version.as_str(), r.reason)).collect();
+    let reasons: Vec<_> = resolved
+        .rejected
+        .iter()
+        .map(|r| (r.version.as_str(), r.reason))
+        .collect();
     assert_eq!(
         reasons,
         [
@@ -219,17 +281,25 @@ async fn resolve_picks_the_highest_eligible_version_and_explains_the_rest() {
         ]
     );
     let s = c
-        .resolve(pb::ResolveRequest { service: "greeter".into(), requirement: "^3".into() })
+        .resolve(pb::ResolveRequest {
+            service: "greeter".into(),
+            requirement: "^3".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(s.code(), Code::NotFound);
-    assert_eq!(s.get_error_details().precondition_failure().unwrap().violations.len(), 3);
+    assert_eq!(
+        s.get_error_details()
+            .precondition_failure()
+            .unwrap()
+            .violations
+            .len(),
+        3
+    );
     r.stop().await;
 }
 
-async fn next_set(
-    stream: &mut tonic::Streaming<pb::EndpointSet>,
-) -> pb::EndpointSet {
+async fn next_set(stream: &mut tonic::Streaming<pb::EndpointSet>) -> pb::EndpointSet {
     tokio::time::timeout(Duration::from_secs(5), stream.next())
         .await
         .expect("an endpoint set arrives within 5 s")
@@ -238,7 +308,10 @@ async fn next_set(
 }
 
 fn versions_and_weights(set: &pb::EndpointSet) -> Vec<(String, u32)> {
-    set.endpoints.iter().map(|e| (e.version.clone(), e.version_weight)).collect()
+    set.endpoints
+        .iter()
+        .map(|e| (e.version.clone(), e.version_weight))
+        .collect()
 }
 
 #[tokio::test]
@@ -247,7 +320,10 @@ async fn watchers_are_pushed_instances_routes_expiries_and_shutdown() {
     r.seed().await;
     let mut watch = r
         .client
-        .watch_endpoints(pb::WatchEndpointsRequest { service: "greeter".into(), requirement: "^1".into() })
+        .watch_endpoints(pb::WatchEndpointsRequest {
+            service: "greeter".into(),
+            requirement: "^1".into(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -255,48 +331,80 @@ async fn watchers_are_pushed_instances_routes_expiries_and_shutdown() {
     assert_eq!((first.revision, first.endpoints.len()), (1, 0));
 
     let a = r.register("1.0.0", 7001, 10_000).await;
-    assert_eq!(versions_and_weights(&next_set(&mut watch).await), [("1.0.0".into(), 1)]);
+    assert_eq!(
+        versions_and_weights(&next_set(&mut watch).await),
+        [("1.0.0".into(), 1)]
+    );
     r.register("2.0.0", 7003, 10_000).await; // not accepted by ^1: no push
     let short = r.register("1.1.0", 7002, 1_000).await;
     let set = next_set(&mut watch).await;
-    assert_eq!(set.revision, 3, "the 2.0.0 registration was not sent to a ^1 watcher");
-    assert_eq!(versions_and_weights(&set), [("1.1.0".into(), 1), ("1.0.0".into(), 1)]);
+    assert_eq!(
+        set.revision, 3,
+        "the 2.0.0 registration was not sent to a ^1 watcher"
+    );
+    assert_eq!(
+        versions_and_weights(&set),
+        [("1.1.0".into(), 1), ("1.0.0".into(), 1)]
+    );
 
     r.client
         .set_route(pb::SetRouteRequest {
             service: "greeter".into(),
             weights: vec![
-                pb::VersionWeight { version: "1.0.0".into(), weight: 90 },
-                pb::VersionWeight { version: "1.1.0".into(), weight: 10 },
+                pb::VersionWeight {
+                    version: "1.0.0".into(),
+                    weight: 90,
+                },
+                pb::VersionWeight {
+                    version: "1.1.0".into(),
+                    weight: 10,
+                },
             ],
         })
         .await
         .unwrap();
     let set = next_set(&mut watch).await;
     assert!(set.route_applied);
-    assert_eq!(versions_and_weights(&set), [("1.1.0".into(), 10), ("1.0.0".into(), 90)]);
+    assert_eq!(
+        versions_and_weights(&set),
+        [("1.1.0".into(), 10), ("1.0.0".into(), 90)]
+    );
 
     // The 1 s lease of 1.1.0 runs out with no heartbeat: the reaper pushes its removal.
     let set = next_set(&mut watch).await;
     assert_eq!(versions_and_weights(&set), [("1.0.0".into(), 90)]);
     let s = r
         .client
-        .heartbeat(pb::HeartbeatRequest { instance_id: short.id.clone(), status: 0 })
+        .heartbeat(pb::HeartbeatRequest {
+            instance_id: short.id.clone(),
+            status: 0,
+        })
         .await
         .unwrap_err();
     assert_eq!(s.code(), Code::NotFound);
-    assert_eq!(s.get_error_details().error_info().unwrap().reason, "LEASE_EXPIRED");
+    assert_eq!(
+        s.get_error_details().error_info().unwrap().reason,
+        "LEASE_EXPIRED"
+    );
 
     r.client
-        .heartbeat(pb::HeartbeatRequest { instance_id: a.id.clone(), status: pb::ServingStatus::NotServing as i32 })
+        .heartbeat(pb::HeartbeatRequest {
+            instance_id: a.id.clone(),
+            status: pb::ServingStatus::NotServing as i32,
+        })
         .await
         .unwrap();
     let set = next_set(&mut watch).await;
-    assert_eq!(set.endpoints[0].status, pb::ServingStatus::NotServing as i32);
+    assert_eq!(
+        set.endpoints[0].status,
+        pb::ServingStatus::NotServing as i32
+    );
 
     let address = r.address;
     r.stop().await;
-    let end = tokio::time::timeout(Duration::from_secs(5), watch.next()).await.unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(5), watch.next())
+        .await
+        .unwrap();
     match end {
         Some(Err(status)) => assert_eq!(status.code(), Code::Unavailable, "{address}"),
         None => {}
@@ -307,13 +415,21 @@ async fn watchers_are_pushed_instances_routes_expiries_and_shutdown() {
 #[tokio::test]
 async fn the_audit_log_records_who_did_what() {
     let mut r = Registry::start().await;
-    let mut request = Request::new(pb::CreateServiceRequest { name: "greeter".into(), ..Default::default() });
-    request.metadata_mut().insert("x-flotilla-actor", "alice@ci".parse().unwrap());
+    let mut request = Request::new(pb::CreateServiceRequest {
+        name: "greeter".into(),
+        ..Default::default()
+    });
+    request
+        .metadata_mut()
+        .insert("x-flotilla-actor", "alice@ci".parse().unwrap());
     r.client.create_service(request).await.unwrap();
     r.client.publish_version(publish("1.0.0", 0)).await.unwrap();
     let page = r
         .client
-        .list_audit_events(pb::ListAuditEventsRequest { page_size: 1, ..Default::default() })
+        .list_audit_events(pb::ListAuditEventsRequest {
+            page_size: 1,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -329,6 +445,12 @@ async fn the_audit_log_records_who_did_what() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!((next.events[0].action.as_str(), next.events[0].actor.as_str()), ("service.create", "alice@ci"));
+    assert_eq!(
+        (
+            next.events[0].action.as_str(),
+            next.events[0].actor.as_str()
+        ),
+        ("service.create", "alice@ci")
+    );
     r.stop().await;
 }
