@@ -2,7 +2,9 @@
 //! ephemeral ports, find the real peers (grpcurl, PostgreSQL), and clean up even when a test fails.
 
 pub mod peers;
-pub mod postgres;
 pub mod process;
+
+/// PostgreSQL test databases, shared with the store's contract suite.
+pub use flotilla_store::testing as postgres;
 
 pub use process::RegistryProcess;

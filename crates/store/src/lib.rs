@@ -14,6 +14,8 @@ mod error;
 mod postgres;
 mod records;
 mod sqlite;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 use std::sync::Arc;
 

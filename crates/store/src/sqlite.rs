@@ -691,7 +691,14 @@ impl RegistryStore for SqliteStore {
             let Some(current) = query_instances(conn, "id = ?1", &[&id.as_str()])?.pop() else {
                 return Err(StoreError::InstanceNotFound(id));
             };
-            if !current.is_live(now) {
+            let reaped: bool = conn.query_row(
+                "SELECT expired FROM instances WHERE id = ?1",
+                [id.as_str()],
+                |row| row.get(0),
+            )?;
+            // `reaped` as well as the lease, as in the PostgreSQL store: once expired (and
+            // announced), a renewal stamped by a clock behind the reaper's must not revive it.
+            if reaped || !current.is_live(now) {
                 return Err(StoreError::LeaseExpired {
                     id,
                     expired: current.expires,

@@ -20,7 +20,9 @@ use std::{
 
 use flotilla_model::fixtures::greeter_schema_bytes;
 use flotilla_proto::registry::v1::{self as pb, registry_client::RegistryClient};
-use flotilla_store::{PostgresConfig, PostgresStore, RegistryStore, SqliteStore};
+use flotilla_store::{
+    PostgresConfig, PostgresStore, RegistryStore, SqliteStore, testing::TestDatabase,
+};
 use flotilla_version_registry::{Config, serve};
 use tokio::sync::{Notify, oneshot};
 use tokio_stream::StreamExt;
@@ -74,11 +76,11 @@ async fn main() -> anyhow::Result<()> {
         .ok();
     match url {
         Some(admin_url) => {
-            let (url, cleanup) = fresh_database(&admin_url).await?;
+            let database = TestDatabase::create(&admin_url).await?;
             let postgres: Arc<dyn RegistryStore> =
-                Arc::new(PostgresStore::connect(PostgresConfig::new(&url)).await?);
+                Arc::new(PostgresStore::connect(PostgresConfig::new(&database.url)).await?);
             report("PostgreSQL", postgres, baseline, &options).await?;
-            cleanup.await?;
+            database.drop_database().await?;
         }
         None => println!("\nPostgreSQL: skipped (set FLOTILLA_BENCH_DATABASE_URL)"),
     }
@@ -118,30 +120,6 @@ async fn report(
     );
     server.stop().await;
     Ok(())
-}
-
-/// Creates a database of its own on the server at `admin_url`; the future drops it.
-async fn fresh_database(
-    admin_url: &str,
-) -> anyhow::Result<(String, impl Future<Output = anyhow::Result<()>>)> {
-    let name = format!("flotilla_bench_{}", std::process::id());
-    let (client, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    client
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"
-        ))
-        .await?;
-    let base = admin_url
-        .rsplit_once('/')
-        .map_or(admin_url, |(base, _)| base);
-    let url = format!("{base}/{name}");
-    Ok((url, async move {
-        client
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await?;
-        Ok(())
-    }))
 }
 
 struct RunningRegistry {

@@ -848,3 +848,25 @@ pub async fn audit_log_pages_newest_first(store: &Store) {
     let serde_ok: serde_json::Value = serde_json::from_str(&all[0].detail_json).unwrap();
     assert_eq!(serde_ok["reason"], "old");
 }
+
+/// Registry processes' clocks differ: once one has expired a lease, a heartbeat stamped earlier by
+/// another cannot renew it (the instance would stay unlisted while its heartbeats succeed).
+pub async fn a_reaped_lease_is_not_renewed_by_a_slower_clock(store: &Store) {
+    seed_greeter(&**store).await;
+    let instance = store
+        .register_instance(new_instance("greeter", "1.0.0", 7001, 1_000), &at(0))
+        .await
+        .unwrap();
+    let reaped = store
+        .expire_instances(Timestamp(T0.0 + 1_500))
+        .await
+        .unwrap();
+    assert_eq!(reaped.len(), 1);
+    let lagging = store
+        .heartbeat(&instance.id, None, Timestamp(T0.0 + 900))
+        .await;
+    assert!(
+        matches!(lagging, Err(StoreError::LeaseExpired { .. })),
+        "{lagging:?}"
+    );
+}

@@ -9,10 +9,8 @@ mod support;
 
 use std::time::Duration;
 
-use flotilla_model::{
-    CompatibilityPolicy, NewInstance, NewService, ServiceName, ServingStatus, Timestamp, Version,
-};
-use flotilla_store::{Change, Mutation, PostgresConfig, PostgresStore, RegistryStore, StoreError};
+use flotilla_model::{CompatibilityPolicy, NewService, ServiceName, Timestamp};
+use flotilla_store::{Change, Mutation, PostgresConfig, PostgresStore, RegistryStore};
 
 /// Declares one test per backend for each case in `cases`.
 macro_rules! contract {
@@ -54,6 +52,7 @@ contract!(
     endpoint_snapshots_hold_versions_instances_and_route,
     committed_changes_are_announced_and_failed_ones_are_not,
     audit_log_pages_newest_first,
+    a_reaped_lease_is_not_renewed_by_a_slower_clock,
 );
 
 /// State survives closing and reopening the store.
@@ -194,16 +193,13 @@ async fn postgres_stops_listening_when_the_store_is_dropped() {
 /// Registry processes that start together on a new database migrate it once, without errors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_stores_starting_together_migrate_once() {
-    let Some(admin_url) = support::admin_url() else {
+    let Some(admin_url) = flotilla_store::testing::admin_url() else {
         return;
     };
-    let name = format!("flotilla_test_{}", uuid::Uuid::new_v4().simple());
-    let admin = sql_client(&admin_url).await;
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
+    let database = flotilla_store::testing::TestDatabase::create(&admin_url)
         .await
         .unwrap();
-    let url = support::with_database(&admin_url, &name);
+    let url = database.url.clone();
     let stores = futures::future::join_all(
         (0..4).map(|_| PostgresStore::connect(PostgresConfig::new(&url))),
     )
@@ -219,54 +215,7 @@ async fn postgres_stores_starting_together_migrate_once() {
         .get(0);
     assert_eq!(applied, 1, "V1 is recorded once");
     drop((stores, db));
-    admin
-        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .await
-        .unwrap();
-}
-
-/// Registry processes' clocks differ: once one has expired a lease, a heartbeat stamped earlier by
-/// another cannot renew it (the instance would stay unlisted while its heartbeats succeed).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_a_reaped_lease_is_not_renewed_by_a_slower_clock() {
-    let Some(db) = support::postgres().await else {
-        return;
-    };
-    cases::seed_greeter(&*db.store).await;
-    let t0 = Timestamp(1_700_000_000_000);
-    let instance = db
-        .store
-        .register_instance(
-            NewInstance {
-                service: ServiceName::parse("name", "greeter").unwrap(),
-                version: Version::parse("1.0.0").unwrap(),
-                address: "127.0.0.1:7001".into(),
-                metadata: Default::default(),
-                status: ServingStatus::Serving,
-                lease_ttl_ms: 1_000,
-            },
-            &Mutation {
-                actor: "tester".into(),
-                now: t0,
-            },
-        )
-        .await
-        .unwrap();
-    let reaped = db
-        .store
-        .expire_instances(Timestamp(t0.0 + 1_500))
-        .await
-        .unwrap();
-    assert_eq!(reaped.len(), 1);
-    let lagging = db
-        .store
-        .heartbeat(&instance.id, None, Timestamp(t0.0 + 900))
-        .await;
-    assert!(
-        matches!(lagging, Err(StoreError::LeaseExpired { .. })),
-        "{lagging:?}"
-    );
-    db.drop_database().await;
+    database.drop_database().await.unwrap();
 }
 
 async fn connect(url: &str) -> PostgresStore {
