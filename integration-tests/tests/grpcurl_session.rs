@@ -190,6 +190,20 @@ fn an_operator_drives_the_registry_with_grpcurl() {
             "{method} {body}: {out:?}"
         );
     }
+    // The google.rpc details are served by reflection, so grpcurl prints them decoded.
+    let out = grpcurl.call(
+        &format!("{REGISTRY}/Resolve"),
+        &json!({"service": "greeter", "requirement": ">>1"}),
+    );
+    assert!(out.stderr.contains(r#""field":"requirement""#), "{out:?}");
+    let out = grpcurl.call(
+        &format!("{REGISTRY}/Heartbeat"),
+        &json!({"instanceId": "67e55044-10b1-426f-9247-bb680e5fe0c8"}),
+    );
+    assert!(
+        out.stderr.contains(r#""reason":"INSTANCE_NOT_FOUND""#),
+        "{out:?}"
+    );
     let _ = std::fs::remove_dir_all(data);
 }
 

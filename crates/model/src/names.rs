@@ -6,8 +6,15 @@ use crate::validate::InvalidField;
 
 /// A service name: a DNS label (RFC 1123) that starts with a letter, so it can be a hostname, a
 /// Kubernetes object name and a container name as it is.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub struct ServiceName(String);
+
+/// Debug prints the quoted name, as messages that use `{:?}` want it.
+impl fmt::Debug for ServiceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
 
 impl ServiceName {
     pub const MAX_LEN: usize = 63;

@@ -31,7 +31,7 @@ pub enum StoreError {
     },
     #[error("instance {0} is not registered")]
     InstanceNotFound(InstanceId),
-    #[error("the lease of instance {id} expired at {expired:?} (ms since epoch); register again")]
+    #[error("the lease of instance {id} expired at {expired}; register again")]
     LeaseExpired { id: InstanceId, expired: Timestamp },
     #[error("service {0:?} already exists")]
     ServiceExists(ServiceName),

@@ -22,8 +22,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use flotilla_model::{
     AuditEvent, CompatibilityPolicy, EndpointSnapshot, Instance, InstanceId, LifecycleState,
-    NewInstance, NewService, NewVersion, Route, Service, ServiceName, ServingStatus, Timestamp,
-    Version, VersionRecord, VersionWeight,
+    NewInstance, NewService, NewVersion, Resolution, Route, Service, ServiceName, ServingStatus,
+    Timestamp, Version, VersionRecord, VersionReq, VersionWeight,
 };
 use tokio::sync::broadcast;
 
@@ -106,12 +106,13 @@ pub trait RegistryStore: Send + Sync + std::fmt::Debug {
     ) -> Result<VersionRecord, StoreError>;
     /// Every version of a service, highest first.
     async fn list_versions(&self, service: &ServiceName) -> Result<Vec<VersionRecord>, StoreError>;
-    /// Every version of a service with its state, highest first: what Resolve needs, without the
-    /// schemas.
-    async fn version_states(
+    /// Resolves `requirement` (see [`flotilla_model::resolve`]) and reads the chosen version, in
+    /// one consistent read: the record returned is in the state the resolution saw.
+    async fn resolve(
         &self,
         service: &ServiceName,
-    ) -> Result<Vec<(Version, LifecycleState)>, StoreError>;
+        requirement: &VersionReq,
+    ) -> Result<(Resolution, Option<VersionRecord>), StoreError>;
     /// Moves a version along its lifecycle; a move to its current state changes nothing.
     async fn transition_version(
         &self,

@@ -15,8 +15,9 @@ use deadpool_postgres::{
 };
 use flotilla_model::{
     AuditAction, AuditEvent, CompatibilityPolicy, EndpointSnapshot, Instance, InstanceId,
-    LifecycleEvent, LifecycleState, NewInstance, NewService, NewVersion, Route, Schema, Service,
-    ServiceName, ServingStatus, Timestamp, Version, VersionRecord, VersionWeight,
+    LifecycleEvent, LifecycleState, NewInstance, NewService, NewVersion, Resolution, Route, Schema,
+    Service, ServiceName, ServingStatus, Timestamp, Version, VersionRecord, VersionReq,
+    VersionWeight,
 };
 use futures::{StreamExt, stream::BoxStream};
 use tokio::sync::{broadcast, oneshot};
@@ -184,12 +185,22 @@ fn value_length(text: &str, ends: fn(char) -> bool) -> usize {
 
 /// The PostgreSQL store. Clones share one pool and one LISTEN connection, which closes when the
 /// last clone is dropped.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PostgresStore {
+    /// The database URL with its password hidden, for logs.
+    shown_url: Arc<str>,
     pool: Pool,
     changes: broadcast::Sender<Change>,
     /// Dropped with the last clone, which tells the LISTEN task to stop.
     _stop_listening: Arc<oneshot::Sender<()>>,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("url", &self.shown_url)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The full text of an error and its causes: a driver error's `Display` leaves out the server's
@@ -257,6 +268,7 @@ impl PostgresStore {
         let (stop, stopped) = oneshot::channel();
         tokio::spawn(listen(listen_config, session, changes.clone(), stopped));
         Ok(Self {
+            shown_url: redact_password(&config.url).into(),
             pool,
             changes,
             _stop_listening: Arc::new(stop),
@@ -601,7 +613,7 @@ async fn first_missing_dependency(
 }
 
 const VERSION_COLUMNS: &str = "service, version, schema, artifact_json, dependencies_json, \
-                               labels_json, state, published_ms";
+                               labels_json, state, published_ms, fingerprint";
 
 /// The lifecycle histories of a service's versions (of one version when given), by version.
 async fn load_histories(
@@ -641,8 +653,7 @@ fn version_from_row(
         history: histories.remove(&version).unwrap_or_default(),
         version: records::parse_stored_version(&version)?,
         service: ServiceName::from_trusted(col(row, 0)?),
-        schema: Schema::from_trusted_canonical(col(row, 2)?)
-            .map_err(|e| records::corrupt("schema", e))?,
+        schema: Schema::from_stored(col(row, 2)?, col(row, 8)?),
         artifact: records::artifact_from_json(col(row, 3)?)?,
         dependencies: records::dependencies_from_json(col(row, 4)?)?,
         labels: records::map_from_json(col(row, 5)?)?,
@@ -972,7 +983,7 @@ impl RegistryStore for PostgresStore {
         execute(
             &tx,
             &format!(
-                "INSERT INTO versions ({VERSION_COLUMNS}, fingerprint)
+                "INSERT INTO versions ({VERSION_COLUMNS})
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
             ),
             &[
@@ -1042,14 +1053,22 @@ impl RegistryStore for PostgresStore {
         Ok(versions)
     }
 
-    async fn version_states(
+    async fn resolve(
         &self,
         service: &ServiceName,
-    ) -> Result<Vec<(Version, LifecycleState)>, StoreError> {
-        let client = self.client().await?;
-        // Services are never deleted: the existence check and the read need no shared snapshot.
-        require_service(&client, service).await?;
-        load_version_states(&client, service, false).await
+        requirement: &VersionReq,
+    ) -> Result<(Resolution, Option<VersionRecord>), StoreError> {
+        let mut client = self.client().await?;
+        let tx = snapshot(&mut client).await?;
+        require_service(&tx, service).await?;
+        let states = load_version_states(&tx, service, false).await?;
+        let resolution = flotilla_model::resolve(states.iter().map(|(v, s)| (v, *s)), requirement);
+        let record = match &resolution.selected {
+            Some(version) => load_version(&tx, service, version).await?,
+            None => None,
+        };
+        tx.commit().await?;
+        Ok((resolution, record))
     }
 
     async fn transition_version(

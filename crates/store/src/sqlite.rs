@@ -9,8 +9,9 @@ use std::{
 use async_trait::async_trait;
 use flotilla_model::{
     AuditAction, AuditEvent, CompatibilityPolicy, EndpointSnapshot, Instance, InstanceId,
-    LifecycleEvent, LifecycleState, NewInstance, NewService, NewVersion, Route, Schema, Service,
-    ServiceName, ServingStatus, Timestamp, Version, VersionRecord, VersionWeight,
+    LifecycleEvent, LifecycleState, NewInstance, NewService, NewVersion, Resolution, Route, Schema,
+    Service, ServiceName, ServingStatus, Timestamp, Version, VersionRecord, VersionReq,
+    VersionWeight,
 };
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use tokio::sync::broadcast;
@@ -26,10 +27,19 @@ mod embedded {
 }
 
 /// The embedded store. Calls run on tokio's blocking pool, one at a time per store.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     changes: broadcast::Sender<Change>,
+    location: Arc<str>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("file", &self.location)
+            .finish()
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -56,18 +66,19 @@ impl SqliteStore {
     /// Opens (creating if needed) the store at `path` and applies pending migrations.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_owned();
+        let location = path.display().to_string();
         let conn = tokio::task::spawn_blocking(move || Connection::open(path))
             .await
             .map_err(|e| StoreError::Internal(e.to_string()))??;
-        Self::init(conn).await
+        Self::init(conn, location).await
     }
 
     /// A store that lives in memory and is gone when dropped: for tests and benchmarks.
     pub async fn open_in_memory() -> Result<Self, StoreError> {
-        Self::init(Connection::open_in_memory()?).await
+        Self::init(Connection::open_in_memory()?, ":memory:".to_owned()).await
     }
 
-    async fn init(mut conn: Connection) -> Result<Self, StoreError> {
+    async fn init(mut conn: Connection, location: String) -> Result<Self, StoreError> {
         let conn = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
             // WAL with synchronous=FULL: an acknowledged commit survives a power loss.
             conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -85,6 +96,7 @@ impl SqliteStore {
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             changes,
+            location: location.into(),
         })
     }
 
@@ -198,7 +210,7 @@ fn require_service(conn: &Connection, name: &ServiceName) -> Result<(), StoreErr
 }
 
 const VERSION_COLUMNS: &str = "service, version, schema, artifact_json, dependencies_json, \
-                               labels_json, state, published_ms";
+                               labels_json, state, published_ms, fingerprint";
 
 fn history(
     conn: &Connection,
@@ -237,8 +249,7 @@ fn version_from_row(conn: &Connection, row: &Row<'_>) -> Result<VersionRecord, S
         history: history(conn, &service, &version)?,
         version: records::parse_stored_version(&version)?,
         service: ServiceName::from_trusted(service),
-        schema: Schema::from_trusted_canonical(schema)
-            .map_err(|e| records::corrupt("schema", e))?,
+        schema: Schema::from_stored(schema, row.get(8)?),
         artifact: records::artifact_from_json(&row.get::<_, String>(3)?)?,
         dependencies: records::dependencies_from_json(&row.get::<_, String>(4)?)?,
         labels: records::map_from_json(&row.get::<_, String>(5)?)?,
@@ -504,7 +515,7 @@ impl RegistryStore for SqliteStore {
             }
             conn.execute(
                 &format!(
-                    "INSERT INTO versions ({VERSION_COLUMNS}, fingerprint)
+                    "INSERT INTO versions ({VERSION_COLUMNS})
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
                 ),
                 params![
@@ -569,14 +580,23 @@ impl RegistryStore for SqliteStore {
         .await
     }
 
-    async fn version_states(
+    async fn resolve(
         &self,
         service: &ServiceName,
-    ) -> Result<Vec<(Version, LifecycleState)>, StoreError> {
-        let service = service.clone();
+        requirement: &VersionReq,
+    ) -> Result<(Resolution, Option<VersionRecord>), StoreError> {
+        let (service, requirement) = (service.clone(), requirement.clone());
+        // One connection under one lock: the states and the record agree.
         self.read(move |conn| {
             require_service(conn, &service)?;
-            load_version_states(conn, &service)
+            let states = load_version_states(conn, &service)?;
+            let resolution =
+                flotilla_model::resolve(states.iter().map(|(v, s)| (v, *s)), &requirement);
+            let record = match &resolution.selected {
+                Some(version) => load_version(conn, &service, version)?,
+                None => None,
+            };
+            Ok((resolution, record))
         })
         .await
     }

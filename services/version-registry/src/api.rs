@@ -237,13 +237,12 @@ impl Registry for RegistryApi {
             convert::service_name("service", &req.service).map_err(RegistryError::from)?;
         let requirement =
             convert::requirement("requirement", &req.requirement).map_err(RegistryError::from)?;
-        let states = self
+        let (resolution, record) = self
             .store
-            .version_states(&service)
+            .resolve(&service, &requirement)
             .await
             .map_err(RegistryError::from)?;
-        let resolution = model::resolve(states.iter().map(|(v, s)| (v, *s)), &requirement);
-        let Some(selected) = resolution.selected else {
+        let Some(record) = record else {
             return Err(RegistryError::NoEligibleVersion {
                 service,
                 requirement,
@@ -251,11 +250,6 @@ impl Registry for RegistryApi {
             }
             .into());
         };
-        let record = self
-            .store
-            .get_version(&service, &selected)
-            .await
-            .map_err(RegistryError::from)?;
         Ok(Response::new(pb::ResolveResponse {
             selected: Some(convert::version(record, false)),
             rejected: resolution

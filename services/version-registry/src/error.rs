@@ -14,8 +14,8 @@ pub enum RegistryError {
     InvalidArgument(#[from] InvalidField),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("no version of service {service:?} is eligible for requirement {requirement}: {}",
-        .rejected.iter().map(|r| r.detail.as_str()).collect::<Vec<_>>().join("; "))]
+    #[error("no version of service {:?} is eligible for requirement {requirement}{}",
+        .service.as_str(), rejections_summary(.rejected))]
     NoEligibleVersion {
         service: ServiceName,
         requirement: VersionReq,
@@ -23,6 +23,14 @@ pub enum RegistryError {
     },
     #[error("the registry is shutting down")]
     ShuttingDown,
+}
+
+fn rejections_summary(rejected: &[Rejection]) -> String {
+    if rejected.is_empty() {
+        return " (it has no versions)".to_owned();
+    }
+    let details: Vec<&str> = rejected.iter().map(|r| r.detail.as_str()).collect();
+    format!(": {}", details.join("; "))
 }
 
 impl From<RegistryError> for Status {

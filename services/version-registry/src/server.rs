@@ -8,7 +8,7 @@ use flotilla_store::{
     PostgresConfig, PostgresStore, PublishGate, RegistryStore, SqliteStore, StoreError,
 };
 use tokio::{net::TcpListener, sync::watch};
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::server::HealthReporter;
 
 use crate::{api::RegistryApi, config::Config, gate::AcceptAll, hub::EndpointHub};
@@ -71,14 +71,8 @@ pub async fn serve_with_gate(
     health.set_serving::<RegistryServer<RegistryApi>>().await;
     tokio::spawn(probe_store(store.clone(), health.clone(), stop_rx.clone()));
 
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(flotilla_proto::registry::v1::DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(flotilla_proto::registry::v1::DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
 
     let api = RegistryApi::new(store, gate, hub, stop_rx);
     let registry = RegistryServer::new(api)
@@ -100,7 +94,7 @@ pub async fn serve_with_gate(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(registry)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drain);
+        .serve_with_incoming_shutdown(incoming(listener), drain);
     // A client that never closes its connection must not hold the process past the grace period.
     let grace = config.shutdown_grace();
     let grace_expired = async {
@@ -117,6 +111,23 @@ pub async fn serve_with_gate(
         }
     }
     Ok(())
+}
+
+/// Accepted connections with Nagle's algorithm off: a unary reply is written as several small
+/// frames (headers, data, trailers), and Nagle plus delayed ACKs would stall each by up to 40 ms.
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(Duration::from_secs(60)))
+}
+
+/// Reflection for the registry, health, and the google.rpc error details the registry sends, so
+/// grpcurl can print those details decoded.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(flotilla_proto::registry::v1::DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
 }
 
 /// Expires leases that ran out, so they leave endpoint sets by push.

@@ -318,7 +318,7 @@ pub async fn publish_references_and_gate_are_checked_before_anything_is_written(
         ],
         "the gate sees every earlier version, highest first"
     );
-    let versions = store.version_states(&name("greeter")).await.unwrap();
+    let versions = store.list_versions(&name("greeter")).await.unwrap();
     assert_eq!(versions.len(), 2, "the refused version was not written");
 }
 
@@ -419,7 +419,7 @@ pub async fn lifecycle_follows_the_state_machine(store: &Store) {
     ));
 }
 
-pub async fn versions_are_listed_highest_first(store: &Store) {
+pub async fn versions_are_listed_and_resolved_highest_first(store: &Store) {
     store
         .create_service(new_service("greeter"), &at(0))
         .await
@@ -441,14 +441,40 @@ pub async fn versions_are_listed_highest_first(store: &Store) {
         .map(|r| r.version.to_string())
         .collect();
     assert_eq!(listed, ["2.0.0", "2.0.0-rc.1", "1.10.0", "1.2.0", "1.0.0"]);
-    let states: Vec<_> = store
-        .version_states(&name("greeter"))
+    let (resolution, record) = store
+        .resolve(&name("greeter"), &VersionReq::parse("^1").unwrap())
         .await
-        .unwrap()
-        .into_iter()
-        .map(|(v, _)| v.to_string())
+        .unwrap();
+    assert_eq!(record.unwrap().version, v("1.10.0"));
+    let rejected: Vec<_> = resolution
+        .rejected
+        .iter()
+        .map(|r| r.version.to_string())
         .collect();
-    assert_eq!(states, listed);
+    assert_eq!(rejected, ["2.0.0", "2.0.0-rc.1", "1.2.0", "1.0.0"]);
+    store
+        .transition_version(
+            &name("greeter"),
+            &v("1.10.0"),
+            LifecycleState::Yanked,
+            "bad",
+            &at(2),
+        )
+        .await
+        .unwrap();
+    let (_, record) = store
+        .resolve(&name("greeter"), &VersionReq::parse("^1").unwrap())
+        .await
+        .unwrap();
+    let record = record.unwrap();
+    assert_eq!(
+        (record.version, record.state),
+        (v("1.2.0"), LifecycleState::Released)
+    );
+    assert!(matches!(
+        store.resolve(&name("nobody"), &VersionReq::STAR).await,
+        Err(StoreError::ServiceNotFound(_))
+    ));
     assert!(matches!(
         store.list_versions(&name("nobody")).await,
         Err(StoreError::ServiceNotFound(_))

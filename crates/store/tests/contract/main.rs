@@ -44,7 +44,7 @@ contract!(
     publish_references_and_gate_are_checked_before_anything_is_written,
     concurrent_publishes_of_one_version_have_one_winner,
     lifecycle_follows_the_state_machine,
-    versions_are_listed_highest_first,
+    versions_are_listed_and_resolved_highest_first,
     instances_need_a_resolvable_version,
     leases_are_renewed_and_expire,
     deregistering_removes_an_instance,
