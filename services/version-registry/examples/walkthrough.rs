@@ -145,7 +145,13 @@ async fn main() -> anyhow::Result<()> {
             Err(status) => return Err(status.into()),
         }
     }
-    show(&next(&mut watch).await?);
+    loop {
+        let set = next(&mut watch).await?;
+        if set.endpoints.is_empty() {
+            show(&set);
+            break;
+        }
+    }
     println!("\nwalkthrough complete");
     Ok(())
 }
