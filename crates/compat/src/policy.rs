@@ -1,0 +1,1 @@
+//! Confluent-style compatibility policies over a candidate and its earlier versions.
