@@ -9,7 +9,6 @@ mod endpoints;
 pub mod fixtures;
 mod lifecycle;
 mod names;
-mod policy;
 mod records;
 mod resolve;
 mod schema;
@@ -19,7 +18,11 @@ mod validate;
 pub use endpoints::{EndpointSnapshot, SelectedEndpoint, SelectedEndpoints, select_endpoints};
 pub use lifecycle::{IllegalTransition, LifecycleState};
 pub use names::{InstanceId, ServiceName};
-pub use policy::{CompatibilityMode, CompatibilityPolicy, RuleCategory};
+/// Compatibility policies are the compat library's: one definition for the registry and the CLI.
+pub use flotilla_compat::{
+    Category as RuleCategory,
+    policy::{Mode as CompatibilityMode, Policy as CompatibilityPolicy},
+};
 pub use records::{
     Artifact, AuditAction, AuditEvent, Dependency, Instance, LifecycleEvent, NewInstance,
     NewService, NewVersion, Route, Service, ServingStatus, VersionRecord, VersionWeight,

@@ -4,12 +4,12 @@ use std::{pin::Pin, sync::Arc};
 
 use flotilla_model::{self as model, InstanceId, Timestamp, select_endpoints};
 use flotilla_proto::registry::v1::{self as pb, registry_server::Registry};
-use flotilla_store::{Mutation, PublishGate, RegistryStore};
+use flotilla_store::{Mutation, PublishGate, RegistryStore, StoreError};
 use futures::Stream;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
-use crate::{convert, error::RegistryError, hub::EndpointHub};
+use crate::{convert, error::RegistryError, gate, hub::EndpointHub};
 
 /// The request header in which callers name themselves for the audit log.
 pub const ACTOR_HEADER: &str = "x-flotilla-actor";
@@ -229,6 +229,57 @@ impl Registry for RegistryApi {
             .map_err(RegistryError::from)?;
         tracing::info!(%service, %version, state = %record.state, actor = %m.actor, "version transitioned");
         Ok(Response::new(convert::version(record, false)))
+    }
+
+    async fn check_compatibility(
+        &self,
+        request: Request<pb::CheckCompatibilityRequest>,
+    ) -> Result<pb::CheckCompatibilityResponse> {
+        let req = request.into_inner();
+        let service =
+            convert::service_name("service", &req.service).map_err(RegistryError::from)?;
+        let schema = convert::schema("file_descriptor_set", &req.file_descriptor_set)
+            .map_err(RegistryError::from)?;
+        let version = match req.version.as_str() {
+            "" => None,
+            text => Some(model::parse_version("version", text).map_err(RegistryError::from)?),
+        };
+        let stored = self
+            .store
+            .list_versions(&service)
+            .await
+            .map_err(RegistryError::from)?;
+        let policy = match &req.policy {
+            Some(policy) => convert::policy("policy", Some(policy)).map_err(RegistryError::from)?,
+            None => {
+                self.store
+                    .get_service(&service)
+                    .await
+                    .map_err(RegistryError::from)?
+                    .policy
+            }
+        };
+        let candidate_version = version
+            .clone()
+            .unwrap_or_else(|| gate::after_highest(&stored));
+        let against = convert::against(req.against, &req.against_version, &candidate_version, &stored)
+            .map_err(|e| match e {
+                convert::AgainstError::Invalid(field) => RegistryError::from(field),
+                convert::AgainstError::Unknown(v) => RegistryError::from(StoreError::VersionNotFound {
+                    service: service.clone(),
+                    version: v,
+                }),
+            })?;
+        let evaluation =
+            gate::evaluate_against(policy, &against, &candidate_version, &schema, &stored)
+                .map_err(|e| {
+                    RegistryError::from(model::InvalidField::new("file_descriptor_set", e.to_string()))
+                })?;
+        Ok(Response::new(convert::compatibility_response(
+            &evaluation,
+            policy,
+            version.as_ref(),
+        )))
     }
 
     async fn resolve(&self, request: Request<pb::ResolveRequest>) -> Result<pb::ResolveResponse> {

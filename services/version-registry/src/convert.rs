@@ -6,6 +6,10 @@ use flotilla_model::{
     self as model, Artifact, CompatibilityMode, CompatibilityPolicy, Dependency, InvalidField,
     LifecycleState, RuleCategory, Schema, ServiceName, ServingStatus, VersionReq,
 };
+use flotilla_compat::{
+    policy::{Against, Direction, Evaluation},
+    semver::Bump,
+};
 use flotilla_proto::registry::v1 as pb;
 
 // ---- requests --------------------------------------------------------------------------------
@@ -33,7 +37,7 @@ pub fn policy(
         Err(_) => return Err(unknown_enum(&format!("{field}.mode"), policy.mode)),
     };
     let category = match pb::RuleCategory::try_from(policy.category) {
-        Ok(pb::RuleCategory::Unspecified) => RuleCategory::default(),
+        Ok(pb::RuleCategory::Unspecified) => CompatibilityPolicy::default().category,
         Ok(pb::RuleCategory::File) => RuleCategory::File,
         Ok(pb::RuleCategory::Package) => RuleCategory::Package,
         Ok(pb::RuleCategory::WireJson) => RuleCategory::WireJson,
@@ -58,14 +62,18 @@ pub fn new_service(req: pb::CreateServiceRequest) -> Result<model::NewService, I
     })
 }
 
+/// A schema from FileDescriptorSet bytes.
+pub fn schema(field: &str, bytes: &[u8]) -> Result<Schema, InvalidField> {
+    if bytes.is_empty() {
+        return Err(InvalidField::new(field, "is required"));
+    }
+    Schema::from_bytes(bytes).map_err(|e| InvalidField::new(field, e.to_string()))
+}
+
 pub fn new_version(req: pb::PublishVersionRequest) -> Result<model::NewVersion, InvalidField> {
     let service = service_name("service", &req.service)?;
     let version = model::parse_version("version", &req.version)?;
-    if req.file_descriptor_set.is_empty() {
-        return Err(InvalidField::new("file_descriptor_set", "is required"));
-    }
-    let schema = Schema::from_bytes(&req.file_descriptor_set)
-        .map_err(|e| InvalidField::new("file_descriptor_set", e.to_string()))?;
+    let schema = schema("file_descriptor_set", &req.file_descriptor_set)?;
     let artifact = req.artifact.unwrap_or_default();
     model::validate_text("artifact.image", &artifact.image, 512, false)?;
     if artifact.command.len() > 256 || artifact.command.iter().any(|a| a.len() > 4096) {
@@ -229,16 +237,56 @@ pub fn page_size(value: u32) -> Result<u32, InvalidField> {
     }
 }
 
+/// Why a CheckCompatibility request's `against` cannot be followed.
+#[derive(Debug)]
+pub enum AgainstError {
+    Invalid(InvalidField),
+    Unknown(model::Version),
+}
+
+/// Which stored versions a dry run compares with.
+pub fn against(
+    value: i32,
+    version_text: &str,
+    candidate: &model::Version,
+    stored: &[model::VersionRecord],
+) -> Result<Against, AgainstError> {
+    match pb::Against::try_from(value) {
+        Ok(pb::Against::Unspecified) => Ok(Against::Policy),
+        Ok(pb::Against::All) => Ok(Against::All),
+        Ok(pb::Against::Latest) => Ok(stored
+            .iter()
+            .filter(|r| r.state != LifecycleState::Yanked && &r.version < candidate)
+            .map(|r| r.version.clone())
+            .max()
+            .map_or(Against::All, Against::Version)),
+        Ok(pb::Against::Version) => {
+            let version = model::parse_version("against_version", version_text)
+                .map_err(AgainstError::Invalid)?;
+            if stored.iter().any(|r| r.version == version) {
+                Ok(Against::Version(version))
+            } else {
+                Err(AgainstError::Unknown(version))
+            }
+        }
+        Err(_) => Err(AgainstError::Invalid(unknown_enum("against", value))),
+    }
+}
+
 // ---- responses -------------------------------------------------------------------------------
+
+fn policy_message(policy: CompatibilityPolicy) -> pb::CompatibilityPolicy {
+    pb::CompatibilityPolicy {
+        mode: mode(policy.mode) as i32,
+        category: category(policy.category) as i32,
+    }
+}
 
 pub fn service(s: model::Service) -> pb::Service {
     pb::Service {
         name: s.name.to_string(),
         owner: s.owner,
-        policy: Some(pb::CompatibilityPolicy {
-            mode: mode(s.policy.mode) as i32,
-            category: category(s.policy.category) as i32,
-        }),
+        policy: Some(policy_message(s.policy)),
         create_time: Some(s.created.into()),
         description: s.description,
     }
@@ -503,5 +551,85 @@ mod tests {
             new_instance(req(300_001)).unwrap_err().field,
             "lease_ttl_ms"
         );
+    }
+}
+
+fn bump(bump: Bump) -> pb::SemverBump {
+    match bump {
+        Bump::Patch => pb::SemverBump::Patch,
+        Bump::Minor => pb::SemverBump::Minor,
+        Bump::Major => pb::SemverBump::Major,
+    }
+}
+
+fn violation(v: &flotilla_compat::Violation) -> pb::Violation {
+    pb::Violation {
+        rule: v.rule.to_owned(),
+        categories: v.categories.iter().map(|c| category(*c) as i32).collect(),
+        file: v.location.file.clone(),
+        element: v.location.element.clone(),
+        number: v.location.number.unwrap_or(0),
+        message: v.message.clone(),
+    }
+}
+
+/// A dry run's outcome. With no `version`, "compatible" means no comparison found a violation.
+pub fn compatibility_response(
+    evaluation: &Evaluation,
+    policy: CompatibilityPolicy,
+    version: Option<&model::Version>,
+) -> pb::CheckCompatibilityResponse {
+    let violations: usize = evaluation
+        .comparisons
+        .iter()
+        .map(|c| c.report.violations.len())
+        .sum();
+    let (compatible, summary) = match version {
+        Some(version) => (evaluation.accepted(), evaluation.summary(version)),
+        None if violations == 0 => (
+            true,
+            format!(
+                "no breaking changes in {} comparison(s); the changes call for a {} bump",
+                evaluation.comparisons.len(),
+                evaluation.required
+            ),
+        ),
+        None => (
+            false,
+            format!(
+                "{violations} breaking change(s) in {} comparison(s): publishing needs a major \
+                 version bump",
+                evaluation.comparisons.len()
+            ),
+        ),
+    };
+    pb::CheckCompatibilityResponse {
+        compatible,
+        summary,
+        policy: Some(policy_message(policy)),
+        comparisons: evaluation
+            .comparisons
+            .iter()
+            .map(|c| pb::Comparison {
+                against_version: c.against.to_string(),
+                direction: match c.direction {
+                    Direction::Backward => pb::Direction::Backward,
+                    Direction::Forward => pb::Direction::Forward,
+                } as i32,
+                violations: c.report.violations.iter().map(violation).collect(),
+                additions: c.report.additions.clone(),
+                major_bump: c.major_bump,
+            })
+            .collect(),
+        predecessor: evaluation
+            .predecessor
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        required_bump: bump(evaluation.required) as i32,
+        chosen_bump: match version {
+            Some(_) if evaluation.predecessor.is_some() => bump(evaluation.chosen) as i32,
+            _ => pb::SemverBump::Unspecified as i32,
+        },
     }
 }

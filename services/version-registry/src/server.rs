@@ -11,7 +11,7 @@ use tokio::{net::TcpListener, sync::watch};
 use tonic::transport::server::TcpIncoming;
 use tonic_health::server::HealthReporter;
 
-use crate::{api::RegistryApi, config::Config, gate::AcceptAll, hub::EndpointHub};
+use crate::{api::RegistryApi, config::Config, gate::CompatibilityGate, hub::EndpointHub};
 
 /// How often the store is pinged to keep the health status true.
 const STORE_PROBE_INTERVAL: Duration = Duration::from_secs(2);
@@ -48,7 +48,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    serve_with_gate(config, store, Arc::new(AcceptAll), listener, shutdown).await
+    serve_with_gate(config, store, Arc::new(CompatibilityGate), listener, shutdown).await
 }
 
 /// [`serve`] with a chosen publish gate.

@@ -454,3 +454,104 @@ async fn the_audit_log_records_who_did_what() {
     );
     r.stop().await;
 }
+
+#[tokio::test]
+async fn a_breaking_change_without_a_major_bump_is_refused_with_every_violation() {
+    let mut r = Registry::start().await;
+    r.seed().await; // 1.0.0, 1.1.0, 2.0.0 with 0, 1, 2 extra fields
+    // 1.2.0 with the fields of 1.0.0 deletes extra_0 from 1.1.0 without reserving it.
+    let s = r.client.publish_version(publish("1.2.0", 0)).await.unwrap_err();
+    assert_eq!(s.code(), Code::FailedPrecondition, "{}", s.message());
+    assert!(s.message().contains("needs a major version bump"), "{}", s.message());
+    let details = s.get_error_details();
+    assert_eq!(details.error_info().unwrap().reason, "INCOMPATIBLE_VERSION");
+    let violations = &details.precondition_failure().unwrap().violations;
+    assert!(!violations.is_empty());
+    assert!(
+        violations.iter().all(|v| v.subject.contains("against 1.1.0")),
+        "{violations:?}"
+    );
+    assert!(
+        violations.iter().any(|v| v.r#type.starts_with("FIELD_NO_DELETE")),
+        "{violations:?}"
+    );
+    let listed = r
+        .client
+        .list_versions(pb::ListVersionsRequest { service: "greeter".into(), include_schema: false })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.versions.len(), 3, "nothing was written");
+
+    // The same schema as a major version is accepted.
+    r.client.publish_version(publish("3.0.0", 0)).await.unwrap();
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn check_compatibility_dry_runs_the_publish_gate() {
+    let mut r = Registry::start().await;
+    r.seed().await;
+    let check = |version: &str, fields: u32, against: pb::Against, against_version: &str| {
+        pb::CheckCompatibilityRequest {
+            service: "greeter".into(),
+            file_descriptor_set: greeter_schema_bytes(fields),
+            version: version.into(),
+            against: against as i32,
+            against_version: against_version.into(),
+            policy: None,
+        }
+    };
+    let additive = r
+        .client
+        .check_compatibility(check("2.1.0", 3, pb::Against::Unspecified, ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(additive.compatible, "{}", additive.summary);
+    assert_eq!(additive.predecessor, "2.0.0");
+    assert_eq!(additive.required_bump, pb::SemverBump::Minor as i32);
+    assert_eq!(additive.chosen_bump, pb::SemverBump::Minor as i32);
+    assert_eq!(additive.comparisons.len(), 1);
+    assert!(additive.comparisons[0].additions.iter().any(|a| a.ends_with("extra_2")));
+
+    let breaking = r
+        .client
+        .check_compatibility(check("2.0.1", 0, pb::Against::Unspecified, ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!breaking.compatible);
+    assert_eq!(breaking.required_bump, pb::SemverBump::Major as i32);
+    assert!(!breaking.comparisons[0].violations.is_empty());
+
+    let all = r
+        .client
+        .check_compatibility(check("", 3, pb::Against::All, ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(all.comparisons.len(), 3, "against 1.0.0, 1.1.0 and 2.0.0");
+    assert!(all.compatible, "{}", all.summary);
+
+    let one = r
+        .client
+        .check_compatibility(check("", 0, pb::Against::Version, "1.1.0"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(one.comparisons[0].against_version, "1.1.0");
+    assert!(!one.compatible);
+
+    let s = r
+        .client
+        .check_compatibility(check("", 0, pb::Against::Version, "9.9.9"))
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::NotFound);
+    let mut garbage = check("", 0, pb::Against::Unspecified, "");
+    garbage.file_descriptor_set = b"\xff\xff".to_vec();
+    let s = r.client.check_compatibility(garbage).await.unwrap_err();
+    assert_eq!((s.code(), bad_field(&s).as_str()), (Code::InvalidArgument, "file_descriptor_set"));
+    r.stop().await;
+}
