@@ -270,7 +270,10 @@ pub fn evaluate(
                 Some(c) => c.report.clone(),
                 None => crate::check(p.schema, candidate, policy.category)?,
             };
-            (Bump::required_by(&report), Bump::between(p.version, version))
+            (
+                Bump::required_by(&report),
+                Bump::between(p.version, version),
+            )
         }
     };
     Ok(Evaluation {
@@ -329,27 +332,70 @@ mod tests {
     #[test]
     fn additions_need_a_minor_bump_and_are_accepted() {
         let old = schema(V1);
-        let e = run(Mode::Backward, Against::Policy, "1.1.0", V1_ADDITIVE, &[("1.0.0", &old)]);
+        let e = run(
+            Mode::Backward,
+            Against::Policy,
+            "1.1.0",
+            V1_ADDITIVE,
+            &[("1.0.0", &old)],
+        );
         assert!(e.accepted());
         assert_eq!((e.required, e.chosen), (Bump::Minor, Bump::Minor));
-        let patch = run(Mode::Backward, Against::Policy, "1.0.1", V1_ADDITIVE, &[("1.0.0", &old)]);
-        assert!(patch.accepted(), "an under-bumped addition is reported, not refused");
+        let patch = run(
+            Mode::Backward,
+            Against::Policy,
+            "1.0.1",
+            V1_ADDITIVE,
+            &[("1.0.0", &old)],
+        );
+        assert!(
+            patch.accepted(),
+            "an under-bumped addition is reported, not refused"
+        );
         assert!(patch.summary(&v("1.0.1")).contains("call for a MINOR bump"));
     }
 
     #[test]
     fn a_breaking_change_needs_a_major_bump() {
         let old = schema(V1);
-        let minor = run(Mode::Backward, Against::Policy, "1.1.0", V1_BREAKING, &[("1.0.0", &old)]);
+        let minor = run(
+            Mode::Backward,
+            Against::Policy,
+            "1.1.0",
+            V1_BREAKING,
+            &[("1.0.0", &old)],
+        );
         assert!(!minor.accepted());
         assert_eq!(minor.required, Bump::Major);
-        assert!(minor.summary(&v("1.1.0")).contains("needs a major version bump"));
-        let major = run(Mode::Backward, Against::Policy, "2.0.0", V1_BREAKING, &[("1.0.0", &old)]);
+        assert!(
+            minor
+                .summary(&v("1.1.0"))
+                .contains("needs a major version bump")
+        );
+        let major = run(
+            Mode::Backward,
+            Against::Policy,
+            "2.0.0",
+            V1_BREAKING,
+            &[("1.0.0", &old)],
+        );
         assert!(major.accepted());
         assert_eq!(major.comparisons.len(), 1);
-        assert!(!major.comparisons[0].report.violations.is_empty(), "still reported");
-        let zero = run(Mode::Backward, Against::Policy, "0.3.0", V1_BREAKING, &[("0.2.9", &old)]);
-        assert!(zero.accepted(), "0.2 -> 0.3 is a major bump under caret rules");
+        assert!(
+            !major.comparisons[0].report.violations.is_empty(),
+            "still reported"
+        );
+        let zero = run(
+            Mode::Backward,
+            Against::Policy,
+            "0.3.0",
+            V1_BREAKING,
+            &[("0.2.9", &old)],
+        );
+        assert!(
+            zero.accepted(),
+            "0.2 -> 0.3 is a major bump under caret rules"
+        );
     }
 
     #[test]
@@ -358,20 +404,53 @@ mod tests {
         // adding a field is invisible backward but, forward, the old server lacks it.
         let old = schema(V1_ADDITIVE);
         let new = V1;
-        let backward = run(Mode::Backward, Against::Policy, "1.1.0", new, &[("1.0.0", &old)]);
-        let forward = run(Mode::Forward, Against::Policy, "1.1.0", new, &[("1.0.0", &old)]);
+        let backward = run(
+            Mode::Backward,
+            Against::Policy,
+            "1.1.0",
+            new,
+            &[("1.0.0", &old)],
+        );
+        let forward = run(
+            Mode::Forward,
+            Against::Policy,
+            "1.1.0",
+            new,
+            &[("1.0.0", &old)],
+        );
         assert!(!backward.accepted(), "a deleted field breaks backward");
-        assert!(forward.accepted(), "the old schema against the new one only adds");
-        let full = run(Mode::Full, Against::Policy, "1.1.0", new, &[("1.0.0", &old)]);
+        assert!(
+            forward.accepted(),
+            "the old schema against the new one only adds"
+        );
+        let full = run(
+            Mode::Full,
+            Against::Policy,
+            "1.1.0",
+            new,
+            &[("1.0.0", &old)],
+        );
         assert_eq!(full.comparisons.len(), 2);
         assert!(!full.accepted());
 
         // Additions are safe for an old server: it skips fields it does not know.
         let v1 = schema(V1);
-        let added = run(Mode::Forward, Against::Policy, "1.1.0", V1_ADDITIVE, &[("1.0.0", &v1)]);
+        let added = run(
+            Mode::Forward,
+            Against::Policy,
+            "1.1.0",
+            V1_ADDITIVE,
+            &[("1.0.0", &v1)],
+        );
         assert!(added.accepted(), "{:?}", added.comparisons);
         // A type change breaks both ways.
-        let retyped = run(Mode::Forward, Against::Policy, "1.1.0", V1_BREAKING, &[("1.0.0", &v1)]);
+        let retyped = run(
+            Mode::Forward,
+            Against::Policy,
+            "1.1.0",
+            V1_BREAKING,
+            &[("1.0.0", &v1)],
+        );
         assert!(!retyped.accepted());
     }
 
@@ -380,10 +459,22 @@ mod tests {
         let v0 = schema("message Hello { string name = 1; string gone = 2; }");
         let v1 = schema(V1);
         let earlier = [("1.0.0", &v0), ("1.1.0", &v1)];
-        let latest = run(Mode::Backward, Against::Policy, "1.2.0", V1_ADDITIVE, &earlier);
+        let latest = run(
+            Mode::Backward,
+            Against::Policy,
+            "1.2.0",
+            V1_ADDITIVE,
+            &earlier,
+        );
         assert_eq!(latest.comparisons.len(), 1);
         assert!(latest.accepted());
-        let transitive = run(Mode::BackwardTransitive, Against::Policy, "1.2.0", V1_ADDITIVE, &earlier);
+        let transitive = run(
+            Mode::BackwardTransitive,
+            Against::Policy,
+            "1.2.0",
+            V1_ADDITIVE,
+            &earlier,
+        );
         assert_eq!(transitive.comparisons.len(), 2);
         assert!(
             !transitive.accepted(),
@@ -402,7 +493,13 @@ mod tests {
     #[test]
     fn none_checks_nothing_and_newer_lines_are_not_compared() {
         let old = schema(V1);
-        let none = run(Mode::None, Against::Policy, "1.1.0", V1_BREAKING, &[("1.0.0", &old)]);
+        let none = run(
+            Mode::None,
+            Against::Policy,
+            "1.1.0",
+            V1_BREAKING,
+            &[("1.0.0", &old)],
+        );
         assert!(none.accepted());
         assert!(none.comparisons.is_empty());
         let newer = schema(V1_BREAKING);

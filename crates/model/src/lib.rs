@@ -14,15 +14,16 @@ mod resolve;
 mod schema;
 mod time;
 mod validate;
+mod wire;
 
 pub use endpoints::{EndpointSnapshot, SelectedEndpoint, SelectedEndpoints, select_endpoints};
-pub use lifecycle::{IllegalTransition, LifecycleState};
-pub use names::{InstanceId, ServiceName};
 /// Compatibility policies are the compat library's: one definition for the registry and the CLI.
 pub use flotilla_compat::{
     Category as RuleCategory,
     policy::{Mode as CompatibilityMode, Policy as CompatibilityPolicy},
 };
+pub use lifecycle::{IllegalTransition, LifecycleState};
+pub use names::{InstanceId, ServiceName};
 pub use records::{
     Artifact, AuditAction, AuditEvent, Dependency, Instance, LifecycleEvent, NewInstance,
     NewService, NewVersion, Route, Service, ServingStatus, VersionRecord, VersionWeight,

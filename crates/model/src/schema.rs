@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use crate::wire;
+
 use prost::Message;
 use prost_types::FileDescriptorSet;
 use sha2::{Digest, Sha256};
@@ -20,39 +22,51 @@ pub enum SchemaError {
 }
 
 /// A FileDescriptorSet that decodes, whose imports are all inside it and whose references all
-/// resolve. It is kept in a canonical encoding (files in name order, duplicates dropped) and
-/// fingerprinted without source info, so the same schema compiled twice, or with its files in
-/// another order or its comments reworded, has the same fingerprint.
+/// resolve. It is kept in a canonical encoding (files in name order, duplicates dropped, each
+/// file's bytes untouched, so custom options survive) and fingerprinted without source info, so
+/// the same schema compiled twice, or with its files in another order or its comments reworded,
+/// has the same fingerprint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schema {
     canonical: Arc<[u8]>,
     fingerprint: Arc<str>,
 }
 
+/// `FileDescriptorSet.file` and `FileDescriptorProto.name` / `.source_code_info`.
+const SET_FILE: u64 = 1;
+const FILE_NAME: u64 = 1;
+const FILE_SOURCE_CODE_INFO: u64 = 9;
+
 impl Schema {
     /// Validates `bytes` and puts them in canonical form.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, SchemaError> {
-        let mut set =
-            FileDescriptorSet::decode(bytes).map_err(|e| SchemaError::Decode(e.to_string()))?;
-        if set.file.is_empty() {
+        let mut files = split_files(bytes)?;
+        if files.is_empty() {
             return Err(SchemaError::Empty);
         }
-        set.file.sort_by(|a, b| a.name().cmp(b.name()));
-        let mut files: Vec<prost_types::FileDescriptorProto> = Vec::with_capacity(set.file.len());
-        for file in set.file {
-            match files.last() {
-                Some(prev) if prev.name() == file.name() => {
-                    if prev != &file {
-                        return Err(SchemaError::ConflictingFile(file.name().to_owned()));
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut canonical = Vec::with_capacity(bytes.len());
+        let mut stripped = Vec::with_capacity(bytes.len());
+        let mut previous: Option<(&str, &[u8])> = None;
+        for (name, file) in &files {
+            match previous {
+                Some((p, content)) if p == name => {
+                    if content != *file {
+                        return Err(SchemaError::ConflictingFile(name.clone()));
                     }
+                    continue;
                 }
-                _ => files.push(file),
+                _ => previous = Some((name, file)),
             }
+            wire::write_len_field(&mut canonical, SET_FILE, file);
+            wire::write_len_field(&mut stripped, SET_FILE, &without_source_info(file)?);
         }
-        let set = FileDescriptorSet { file: files };
-        prost_reflect::DescriptorPool::from_file_descriptor_set(set.clone())
+        prost_reflect::DescriptorPool::decode(canonical.as_slice())
             .map_err(|e| SchemaError::Invalid(e.to_string()))?;
-        Ok(Self::from_canonical_set(&set))
+        Ok(Self {
+            canonical: canonical.into(),
+            fingerprint: hex::encode(Sha256::digest(&stripped)).into(),
+        })
     }
 
     /// For a schema read back from storage: bytes and fingerprint as [`Schema::bytes`] and
@@ -61,13 +75,6 @@ impl Schema {
         Self {
             canonical: canonical.into(),
             fingerprint: fingerprint.into(),
-        }
-    }
-
-    fn from_canonical_set(set: &FileDescriptorSet) -> Self {
-        Self {
-            canonical: set.encode_to_vec().into(),
-            fingerprint: fingerprint_of(set).into(),
         }
     }
 
@@ -81,19 +88,45 @@ impl Schema {
         &self.fingerprint
     }
 
-    /// The decoded descriptor set.
+    /// The decoded descriptor set. Custom options are not part of prost-types' model and are
+    /// dropped here; [`Schema::bytes`] keeps them.
     pub fn descriptor_set(&self) -> FileDescriptorSet {
         FileDescriptorSet::decode(&*self.canonical)
             .expect("a Schema holds a FileDescriptorSet that decoded when it was made")
     }
 }
 
-fn fingerprint_of(set: &FileDescriptorSet) -> String {
-    let mut stripped = set.clone();
-    for file in &mut stripped.file {
-        file.source_code_info = None;
+/// The files of an encoded set, each with its name, as the bytes they were sent as.
+fn split_files(set: &[u8]) -> Result<Vec<(String, &[u8])>, SchemaError> {
+    let decode_error = |e: wire::WireError| SchemaError::Decode(e.to_string());
+    let mut files = Vec::new();
+    for field in wire::fields(set).map_err(decode_error)? {
+        if field.number != SET_FILE || field.wire_type != 2 {
+            return Err(SchemaError::Decode(format!(
+                "unexpected field {} in a FileDescriptorSet",
+                field.number
+            )));
+        }
+        let name = wire::fields(field.payload)
+            .map_err(decode_error)?
+            .into_iter()
+            .find(|f| f.number == FILE_NAME && f.wire_type == 2)
+            .map(|f| String::from_utf8(f.payload.to_vec()))
+            .transpose()
+            .map_err(|_| SchemaError::Decode("a file name is not UTF-8".into()))?
+            .ok_or_else(|| SchemaError::Invalid("a file has no name".into()))?;
+        files.push((name, field.payload));
     }
-    hex::encode(Sha256::digest(stripped.encode_to_vec()))
+    Ok(files)
+}
+
+fn without_source_info(file: &[u8]) -> Result<Vec<u8>, SchemaError> {
+    let fields = wire::fields(file).map_err(|e| SchemaError::Decode(e.to_string()))?;
+    Ok(fields
+        .iter()
+        .filter(|f| f.number != FILE_SOURCE_CODE_INFO)
+        .flat_map(|f| f.raw.iter().copied())
+        .collect())
 }
 
 #[cfg(test)]
@@ -176,6 +209,32 @@ mod tests {
         let b = Schema::from_stored(a.bytes().to_vec(), a.fingerprint().to_owned());
         assert_eq!(a, b);
         assert_eq!(b.descriptor_set().file.len(), 2);
+    }
+
+    #[test]
+    fn custom_options_survive_canonicalisation() {
+        let dir =
+            std::env::temp_dir().join(format!("flotilla-schema-options-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("owned.proto"),
+            "syntax = \"proto3\";\npackage demo;\nimport \"google/protobuf/descriptor.proto\";\n\
+             extend google.protobuf.MessageOptions { string owner = 50001; }\n\
+             message Hello { option (owner) = \"team-zebra-42\"; string name = 1; }\n",
+        )
+        .unwrap();
+        let bytes = protox::Compiler::new([&dir])
+            .unwrap()
+            .include_imports(true)
+            .open_files(["owned.proto"])
+            .unwrap()
+            .encode_file_descriptor_set();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let needle = b"team-zebra-42";
+        let contains = |haystack: &[u8]| haystack.windows(needle.len()).any(|w| w == needle);
+        assert!(contains(&bytes), "protox encodes the custom option");
+        let schema = Schema::from_bytes(&bytes).unwrap();
+        assert!(contains(schema.bytes()), "the canonical form keeps it");
     }
 
     proptest! {

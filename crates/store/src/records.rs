@@ -126,8 +126,7 @@ pub(crate) fn parse_status(text: &str) -> Result<ServingStatus, StoreError> {
 
 pub(crate) fn parse_policy(mode: &str, category: &str) -> Result<CompatibilityPolicy, StoreError> {
     Ok(CompatibilityPolicy {
-        mode: CompatibilityMode::parse(mode)
-            .ok_or_else(|| corrupt("compatibility mode", mode))?,
+        mode: CompatibilityMode::parse(mode).ok_or_else(|| corrupt("compatibility mode", mode))?,
         category: RuleCategory::parse(category)
             .ok_or_else(|| corrupt("rule category", category))?,
     })

@@ -262,18 +262,26 @@ impl Registry for RegistryApi {
         let candidate_version = version
             .clone()
             .unwrap_or_else(|| gate::after_highest(&stored));
-        let against = convert::against(req.against, &req.against_version, &candidate_version, &stored)
-            .map_err(|e| match e {
-                convert::AgainstError::Invalid(field) => RegistryError::from(field),
-                convert::AgainstError::Unknown(v) => RegistryError::from(StoreError::VersionNotFound {
-                    service: service.clone(),
-                    version: v,
-                }),
-            })?;
+        let against = convert::against(
+            req.against,
+            &req.against_version,
+            &candidate_version,
+            &stored,
+        )
+        .map_err(|e| match e {
+            convert::AgainstError::Invalid(field) => RegistryError::from(field),
+            convert::AgainstError::Unknown(v) => RegistryError::from(StoreError::VersionNotFound {
+                service: service.clone(),
+                version: v,
+            }),
+        })?;
         let evaluation =
             gate::evaluate_against(policy, &against, &candidate_version, &schema, &stored)
                 .map_err(|e| {
-                    RegistryError::from(model::InvalidField::new("file_descriptor_set", e.to_string()))
+                    RegistryError::from(model::InvalidField::new(
+                        "file_descriptor_set",
+                        e.to_string(),
+                    ))
                 })?;
         Ok(Response::new(convert::compatibility_response(
             &evaluation,

@@ -2,13 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use flotilla_model::{
-    self as model, Artifact, CompatibilityMode, CompatibilityPolicy, Dependency, InvalidField,
-    LifecycleState, RuleCategory, Schema, ServiceName, ServingStatus, VersionReq,
-};
 use flotilla_compat::{
     policy::{Against, Direction, Evaluation},
     semver::Bump,
+};
+use flotilla_model::{
+    self as model, Artifact, CompatibilityMode, CompatibilityPolicy, Dependency, InvalidField,
+    LifecycleState, RuleCategory, Schema, ServiceName, ServingStatus, VersionReq,
 };
 use flotilla_proto::registry::v1 as pb;
 

@@ -85,7 +85,13 @@ pub fn evaluate_against(
         .iter()
         .map(|(version, schema)| Earlier { version, schema })
         .collect();
-    evaluate(policy, against, version, &candidate.descriptor_set(), &earlier)
+    evaluate(
+        policy,
+        against,
+        version,
+        &candidate.descriptor_set(),
+        &earlier,
+    )
 }
 
 /// The version a dry run without a version assumes: one patch above the highest stored version
@@ -107,8 +113,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use flotilla_model::{
-        Artifact, CompatibilityMode, LifecycleEvent, RuleCategory, ServiceName, Timestamp,
-        fixtures,
+        Artifact, CompatibilityMode, LifecycleEvent, RuleCategory, ServiceName, Timestamp, fixtures,
     };
 
     use super::*;
@@ -159,7 +164,11 @@ mod tests {
     #[test]
     fn removing_fields_without_a_major_bump_is_refused_with_every_violation() {
         // Fixture 3 has fields extra_0..extra_2 that fixture 1 lacks: going back deletes two.
-        let earlier = [record("1.0.0", fixtures::greeter_schema(3), LifecycleState::Released)];
+        let earlier = [record(
+            "1.0.0",
+            fixtures::greeter_schema(3),
+            LifecycleState::Released,
+        )];
         let gate = CompatibilityGate;
         let refused = gate
             .check(
@@ -168,10 +177,19 @@ mod tests {
                 &candidate("1.1.0", fixtures::greeter_schema(1)),
             )
             .unwrap_err();
-        assert!(refused.summary.contains("needs a major version bump"), "{}", refused.summary);
+        assert!(
+            refused.summary.contains("needs a major version bump"),
+            "{}",
+            refused.summary
+        );
         let rules: Vec<_> = refused.violations.iter().map(|v| v.rule.as_str()).collect();
         assert!(!rules.is_empty());
-        assert!(refused.violations.iter().all(|v| v.subject.contains("against 1.0.0")));
+        assert!(
+            refused
+                .violations
+                .iter()
+                .all(|v| v.subject.contains("against 1.0.0"))
+        );
         assert!(
             gate.check(
                 &service(CompatibilityMode::Backward),
@@ -195,13 +213,21 @@ mod tests {
     #[test]
     fn yanked_versions_are_not_held_against_a_fix() {
         let earlier = [
-            record("1.0.0", fixtures::greeter_schema(1), LifecycleState::Released),
+            record(
+                "1.0.0",
+                fixtures::greeter_schema(1),
+                LifecycleState::Released,
+            ),
             record("1.1.0", fixtures::greeter_schema(3), LifecycleState::Yanked),
         ];
         let fix = candidate("1.1.1", fixtures::greeter_schema(1));
         assert!(
             CompatibilityGate
-                .check(&service(CompatibilityMode::BackwardTransitive), &earlier, &fix)
+                .check(
+                    &service(CompatibilityMode::BackwardTransitive),
+                    &earlier,
+                    &fix
+                )
                 .is_ok()
         );
     }

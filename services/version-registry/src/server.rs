@@ -48,7 +48,14 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    serve_with_gate(config, store, Arc::new(CompatibilityGate), listener, shutdown).await
+    serve_with_gate(
+        config,
+        store,
+        Arc::new(CompatibilityGate),
+        listener,
+        shutdown,
+    )
+    .await
 }
 
 /// [`serve`] with a chosen publish gate.

@@ -460,24 +460,39 @@ async fn a_breaking_change_without_a_major_bump_is_refused_with_every_violation(
     let mut r = Registry::start().await;
     r.seed().await; // 1.0.0, 1.1.0, 2.0.0 with 0, 1, 2 extra fields
     // 1.2.0 with the fields of 1.0.0 deletes extra_0 from 1.1.0 without reserving it.
-    let s = r.client.publish_version(publish("1.2.0", 0)).await.unwrap_err();
+    let s = r
+        .client
+        .publish_version(publish("1.2.0", 0))
+        .await
+        .unwrap_err();
     assert_eq!(s.code(), Code::FailedPrecondition, "{}", s.message());
-    assert!(s.message().contains("needs a major version bump"), "{}", s.message());
+    assert!(
+        s.message().contains("needs a major version bump"),
+        "{}",
+        s.message()
+    );
     let details = s.get_error_details();
     assert_eq!(details.error_info().unwrap().reason, "INCOMPATIBLE_VERSION");
     let violations = &details.precondition_failure().unwrap().violations;
     assert!(!violations.is_empty());
     assert!(
-        violations.iter().all(|v| v.subject.contains("against 1.1.0")),
+        violations
+            .iter()
+            .all(|v| v.subject.contains("against 1.1.0")),
         "{violations:?}"
     );
     assert!(
-        violations.iter().any(|v| v.r#type.starts_with("FIELD_NO_DELETE")),
+        violations
+            .iter()
+            .any(|v| v.r#type.starts_with("FIELD_NO_DELETE")),
         "{violations:?}"
     );
     let listed = r
         .client
-        .list_versions(pb::ListVersionsRequest { service: "greeter".into(), include_schema: false })
+        .list_versions(pb::ListVersionsRequest {
+            service: "greeter".into(),
+            include_schema: false,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -513,7 +528,12 @@ async fn check_compatibility_dry_runs_the_publish_gate() {
     assert_eq!(additive.required_bump, pb::SemverBump::Minor as i32);
     assert_eq!(additive.chosen_bump, pb::SemverBump::Minor as i32);
     assert_eq!(additive.comparisons.len(), 1);
-    assert!(additive.comparisons[0].additions.iter().any(|a| a.ends_with("extra_2")));
+    assert!(
+        additive.comparisons[0]
+            .additions
+            .iter()
+            .any(|a| a.ends_with("extra_2"))
+    );
 
     let breaking = r
         .client
@@ -552,6 +572,9 @@ async fn check_compatibility_dry_runs_the_publish_gate() {
     let mut garbage = check("", 0, pb::Against::Unspecified, "");
     garbage.file_descriptor_set = b"\xff\xff".to_vec();
     let s = r.client.check_compatibility(garbage).await.unwrap_err();
-    assert_eq!((s.code(), bad_field(&s).as_str()), (Code::InvalidArgument, "file_descriptor_set"));
+    assert_eq!(
+        (s.code(), bad_field(&s).as_str()),
+        (Code::InvalidArgument, "file_descriptor_set")
+    );
     r.stop().await;
 }
