@@ -1,0 +1,223 @@
+//! One side of a comparison: the validated descriptor pool, the files buf would check, and the
+//! indexes the rules look elements up in.
+
+use std::collections::{BTreeMap, HashMap};
+
+use prost_reflect::{
+    DescriptorPool, EnumDescriptor, ExtensionDescriptor, FileDescriptor, MessageDescriptor,
+    ServiceDescriptor,
+};
+use prost_types::FileDescriptorSet;
+
+use super::features::{self, ExplicitFeatures, FeatureTable, Resolved, Syntax};
+use super::field::Field;
+use crate::{CompatError, Side};
+
+/// Files under this prefix are the well-known types: always imports, never checked.
+const WELL_KNOWN_PREFIX: &str = "google/protobuf/";
+
+/// Whether buf would check this file (rather than treat it as an import).
+pub(crate) fn is_checked_file(name: &str) -> bool {
+    !name.starts_with(WELL_KNOWN_PREFIX)
+}
+
+/// One validated schema and its indexes. Maps are ordered so every rule runs deterministically.
+#[derive(Debug)]
+pub(crate) struct Schema {
+    pub pool: DescriptorPool,
+    /// The checked files, by name.
+    pub files: BTreeMap<String, FileDescriptor>,
+    /// Every message of the checked files, nested ones and map entries included, by full name.
+    pub messages: BTreeMap<String, MessageDescriptor>,
+    /// Every enum of the checked files, by full name.
+    pub enums: BTreeMap<String, EnumDescriptor>,
+    pub services: BTreeMap<String, ServiceDescriptor>,
+    /// Every extension declared in the checked files, by full name.
+    pub extensions: BTreeMap<String, ExtensionDescriptor>,
+    /// The syntax each file declared (the pool may hold a rewritten copy, see [`Schema::build`]).
+    syntax: HashMap<String, Syntax>,
+    features: FeatureTable,
+}
+
+impl Schema {
+    /// Validates `set` and indexes it.
+    ///
+    /// prost-reflect does not know editions, so it validates a copy in which editions files are
+    /// declared proto2: the two agree on everything prost-reflect checks (names, references,
+    /// numbers, defaults). The declared syntax is kept aside for the rules.
+    pub(crate) fn build(
+        set: &FileDescriptorSet,
+        features: FeatureTable,
+        which: Side,
+    ) -> Result<Self, CompatError> {
+        let syntax = set
+            .file
+            .iter()
+            .map(|f| (f.name().to_owned(), Syntax::parse(f.syntax.as_deref())))
+            .collect::<HashMap<_, _>>();
+        let pool = DescriptorPool::from_file_descriptor_set(for_validation(set)).map_err(|e| {
+            CompatError::InvalidSchema {
+                which,
+                reason: e.to_string(),
+            }
+        })?;
+        let files: BTreeMap<_, _> = pool
+            .files()
+            .filter(|f| is_checked_file(f.name()))
+            .map(|f| (f.name().to_owned(), f))
+            .collect();
+        let mut schema = Self {
+            pool,
+            files,
+            messages: BTreeMap::new(),
+            enums: BTreeMap::new(),
+            services: BTreeMap::new(),
+            extensions: BTreeMap::new(),
+            syntax,
+            features,
+        };
+        schema.index();
+        Ok(schema)
+    }
+
+    fn index(&mut self) {
+        let files: Vec<_> = self.files.values().cloned().collect();
+        for file in &files {
+            for message in all_messages(file) {
+                for e in message.child_enums() {
+                    self.enums.insert(e.full_name().to_owned(), e);
+                }
+                for x in message.child_extensions() {
+                    self.extensions.insert(x.full_name().to_owned(), x);
+                }
+                self.messages
+                    .insert(message.full_name().to_owned(), message);
+            }
+            for e in file.enums() {
+                self.enums.insert(e.full_name().to_owned(), e);
+            }
+            for x in file.extensions() {
+                self.extensions.insert(x.full_name().to_owned(), x);
+            }
+            for s in file.services() {
+                self.services.insert(s.full_name().to_owned(), s);
+            }
+        }
+    }
+
+    pub(crate) fn syntax(&self, file: &FileDescriptor) -> Syntax {
+        self.syntax
+            .get(file.name())
+            .copied()
+            .unwrap_or(Syntax::Proto2)
+    }
+
+    /// The file's edition; only meaningful for editions files.
+    pub(crate) fn edition(&self, file: &FileDescriptor) -> i32 {
+        self.features.edition(file.name())
+    }
+
+    fn resolve(&self, file: &FileDescriptor, chain: Vec<ExplicitFeatures>) -> Resolved {
+        let mut chain = chain;
+        chain.push(self.features.file(file.name()));
+        features::resolve(self.syntax(file), self.features.edition(file.name()), chain)
+    }
+
+    /// The explicit features of a message and of the messages it is nested in, nearest first.
+    fn message_chain(&self, message: Option<MessageDescriptor>) -> Vec<ExplicitFeatures> {
+        let mut chain = Vec::new();
+        let mut next = message;
+        while let Some(m) = next {
+            chain.push(self.features.element(m.full_name()));
+            next = m.parent_message();
+        }
+        chain
+    }
+
+    pub(crate) fn message_features(&self, message: &MessageDescriptor) -> Resolved {
+        let chain = self.message_chain(Some(message.clone()));
+        self.resolve(&message.parent_file(), chain)
+    }
+
+    pub(crate) fn enum_features(&self, e: &EnumDescriptor) -> Resolved {
+        let mut chain = vec![self.features.element(e.full_name())];
+        chain.extend(self.message_chain(e.parent_message()));
+        self.resolve(&e.parent_file(), chain)
+    }
+
+    /// A field inherits from its oneof, then its message; an extension from the message it is
+    /// declared in (not the one it extends), then its file.
+    pub(crate) fn field_features(&self, field: &Field) -> Resolved {
+        let mut chain = vec![self.features.element(&field.full_name())];
+        match field {
+            Field::Regular(f) => {
+                if let Some(oneof) = f.containing_oneof() {
+                    chain.push(self.features.element(oneof.full_name()));
+                }
+                chain.extend(self.message_chain(Some(f.parent_message().clone())));
+            }
+            Field::Extension(x) => chain.extend(self.message_chain(x.parent_message())),
+        }
+        self.resolve(&field.file(), chain)
+    }
+
+    /// The enum with this full name anywhere in the pool, imports included: a field may use an
+    /// enum of a file that is not checked.
+    pub(crate) fn any_enum(&self, full_name: &str) -> Option<EnumDescriptor> {
+        self.pool.get_enum_by_name(full_name)
+    }
+}
+
+/// A copy of `set` that prost-reflect accepts: editions files declared proto2.
+fn for_validation(set: &FileDescriptorSet) -> FileDescriptorSet {
+    let mut copy = set.clone();
+    for file in &mut copy.file {
+        if file.syntax.as_deref() == Some("editions") {
+            file.syntax = Some("proto2".to_owned());
+        }
+    }
+    copy
+}
+
+/// Every message of a file, depth first, nested ones and map entries included.
+pub(crate) fn all_messages(file: &FileDescriptor) -> Vec<MessageDescriptor> {
+    let mut out = Vec::new();
+    let mut stack: Vec<_> = file.messages().collect();
+    stack.reverse();
+    while let Some(message) = stack.pop() {
+        let mut children: Vec<_> = message.child_messages().collect();
+        children.reverse();
+        out.push(message);
+        stack.extend(children);
+    }
+    out
+}
+
+/// Every enum of a file, nested ones included.
+pub(crate) fn all_enums(file: &FileDescriptor) -> Vec<EnumDescriptor> {
+    let mut out: Vec<_> = file.enums().collect();
+    for message in all_messages(file) {
+        out.extend(message.child_enums());
+    }
+    out
+}
+
+/// Every extension declared in a file, nested ones included.
+pub(crate) fn all_extensions(file: &FileDescriptor) -> Vec<ExtensionDescriptor> {
+    let mut out: Vec<_> = file.extensions().collect();
+    for message in all_messages(file) {
+        out.extend(message.child_extensions());
+    }
+    out
+}
+
+/// A full name without its package: `pkg.Outer.Inner` → `Outer.Inner`.
+pub(crate) fn nested_name<'a>(full_name: &'a str, package: &str) -> &'a str {
+    if package.is_empty() {
+        return full_name;
+    }
+    full_name
+        .strip_prefix(package)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .unwrap_or(full_name)
+}
