@@ -36,17 +36,33 @@ fn packages(schema: &Schema) -> BTreeSet<String> {
         .collect()
 }
 
-/// Reports each element of `kind` that was in a package that still exists, and is gone from it.
+/// Which current packages a deletion is judged in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Every package of the current files.
+    AnyPackage,
+    /// Only packages that still hold an element of the kind. buf indexes messages, enums and
+    /// extensions by package only where there is one, so a package that lost all of them is
+    /// not examined (the FILE rules and PACKAGE_NO_DELETE still see such deletions).
+    PackagesHoldingKind,
+}
+
+/// Reports each element of `kind` that was in a package still examined (see [`Scope`]) and
+/// is gone from it.
 fn deleted_from_package(
     diff: &Diff<'_>,
     kind: &str,
+    scope: Scope,
     elements: fn(&Schema) -> Vec<Placed>,
 ) -> Vec<Finding> {
-    let current_packages = packages(diff.current);
     let current: BTreeSet<_> = elements(diff.current)
         .into_iter()
         .map(|p| (p.package, p.nested))
         .collect();
+    let current_packages: BTreeSet<String> = match scope {
+        Scope::AnyPackage => packages(diff.current),
+        Scope::PackagesHoldingKind => current.iter().map(|(package, _)| package.clone()).collect(),
+    };
     elements(diff.previous)
         .into_iter()
         .filter(|p| current_packages.contains(&p.package))
@@ -75,26 +91,28 @@ fn placed<T>(map: &BTreeMap<String, T>, file: fn(&T) -> FileDescriptor) -> Vec<P
 
 /// PACKAGE_MESSAGE_NO_DELETE.
 pub(crate) fn message_no_delete(diff: &Diff<'_>) -> Vec<Finding> {
-    deleted_from_package(diff, "message", |s| {
+    deleted_from_package(diff, "message", Scope::PackagesHoldingKind, |s| {
         placed(&s.messages, |m| m.parent_file())
     })
 }
 
 /// PACKAGE_ENUM_NO_DELETE.
 pub(crate) fn enum_no_delete(diff: &Diff<'_>) -> Vec<Finding> {
-    deleted_from_package(diff, "enum", |s| placed(&s.enums, |e| e.parent_file()))
+    deleted_from_package(diff, "enum", Scope::PackagesHoldingKind, |s| {
+        placed(&s.enums, |e| e.parent_file())
+    })
 }
 
 /// PACKAGE_SERVICE_NO_DELETE.
 pub(crate) fn service_no_delete(diff: &Diff<'_>) -> Vec<Finding> {
-    deleted_from_package(diff, "service", |s| {
+    deleted_from_package(diff, "service", Scope::AnyPackage, |s| {
         placed(&s.services, |x| x.parent_file())
     })
 }
 
 /// PACKAGE_EXTENSION_NO_DELETE.
 pub(crate) fn extension_no_delete(diff: &Diff<'_>) -> Vec<Finding> {
-    deleted_from_package(diff, "extension", |s| {
+    deleted_from_package(diff, "extension", Scope::PackagesHoldingKind, |s| {
         placed(&s.extensions, |x| x.parent_file())
     })
 }
@@ -154,11 +172,13 @@ mod tests {
         let old = [(
             "a.proto",
             "syntax = \"proto2\"; package p; message A { message B {} extensions 10 to 20; } \
-             enum E { E_0 = 0; } service S {} extend A { optional int32 x = 10; }",
+             enum E { E_0 = 0; } enum F { F_0 = 0; } service S {} \
+             extend A { optional int32 x = 10; optional int32 y = 11; }",
         )];
         let new = [(
             "a.proto",
-            "syntax = \"proto2\"; package p; message A { extensions 10 to 20; }",
+            "syntax = \"proto2\"; package p; message A { extensions 10 to 20; } \
+             enum F { F_0 = 0; } extend A { optional int32 y = 11; }",
         )];
         let report = check(&old, &new, Category::Package);
         assert_eq!(
@@ -176,6 +196,21 @@ mod tests {
         assert_eq!(
             messages_of(&report, "PACKAGE_EXTENSION_NO_DELETE"),
             ["Previously present extension \"x\" was deleted from package \"p\"."]
+        );
+    }
+
+    #[test]
+    fn a_package_without_any_enum_left_is_not_examined_for_enums() {
+        // As in buf: only the FILE rule sees this deletion.
+        let old = [(
+            "a.proto",
+            "syntax = \"proto3\"; package p; message A {} enum E { E_0 = 0; }",
+        )];
+        let new = [("a.proto", "syntax = \"proto3\"; package p; message A {}")];
+        assert!(check(&old, &new, Category::Package).violations.is_empty());
+        assert_eq!(
+            rules_of(&check(&old, &new, Category::File)),
+            ["ENUM_NO_DELETE"]
         );
     }
 
