@@ -55,12 +55,8 @@ impl Schema {
             .iter()
             .map(|f| (f.name().to_owned(), Syntax::parse(f.syntax.as_deref())))
             .collect::<HashMap<_, _>>();
-        let pool = DescriptorPool::from_file_descriptor_set(for_validation(set)).map_err(|e| {
-            CompatError::InvalidSchema {
-                which,
-                reason: e.to_string(),
-            }
-        })?;
+        let invalid = |reason: String| CompatError::InvalidSchema { which, reason };
+        let pool = build_pool(for_validation(set).map_err(invalid)?).map_err(invalid)?;
         let files: BTreeMap<_, _> = pool
             .files()
             .filter(|f| is_checked_file(f.name()))
@@ -168,15 +164,31 @@ impl Schema {
     }
 }
 
-/// A copy of `set` that prost-reflect accepts: editions files declared proto2.
-fn for_validation(set: &FileDescriptorSet) -> FileDescriptorSet {
+/// A copy of `set` that prost-reflect accepts: editions files, and files whose syntax is the
+/// empty string (proto2 for protoc and buf), declared proto2. Any other unknown syntax is
+/// refused here, because prost-reflect 0.16 panics while reporting one.
+fn for_validation(set: &FileDescriptorSet) -> Result<FileDescriptorSet, String> {
     let mut copy = set.clone();
     for file in &mut copy.file {
-        if file.syntax.as_deref() == Some("editions") {
-            file.syntax = Some("proto2".to_owned());
+        match file.syntax.as_deref() {
+            None | Some("proto2" | "proto3") => {}
+            Some("editions" | "") => file.syntax = Some("proto2".to_owned()),
+            Some(other) => {
+                return Err(format!("{:?} has an unknown syntax {other:?}", file.name()));
+            }
         }
     }
-    copy
+    Ok(copy)
+}
+
+/// Builds the pool, turning a panic inside prost-reflect into an error: the engine promises
+/// `Ok` or `Err` for any decoded input, whatever the library does with odd descriptors.
+fn build_pool(set: FileDescriptorSet) -> Result<DescriptorPool, String> {
+    let built = std::panic::catch_unwind(|| DescriptorPool::from_file_descriptor_set(set));
+    match built {
+        Ok(pool) => pool.map_err(|e| e.to_string()),
+        Err(_) => Err("the descriptors could not be validated".to_owned()),
+    }
 }
 
 /// Every message of a file, depth first, nested ones and map entries included.
@@ -220,4 +232,49 @@ pub(crate) fn nested_name<'a>(full_name: &'a str, package: &str) -> &'a str {
         .strip_prefix(package)
         .and_then(|rest| rest.strip_prefix('.'))
         .unwrap_or(full_name)
+}
+
+#[cfg(test)]
+mod tests {
+    use prost_types::FileDescriptorProto;
+
+    use super::*;
+
+    fn set_with_syntax(syntax: &str) -> FileDescriptorSet {
+        FileDescriptorSet {
+            file: vec![FileDescriptorProto {
+                name: Some("a.proto".into()),
+                syntax: Some(syntax.into()),
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn an_unknown_syntax_is_an_error_not_a_panic() {
+        let result = Schema::build(
+            &set_with_syntax("proto4"),
+            FeatureTable::default(),
+            Side::Current,
+        );
+        assert!(matches!(
+            result,
+            Err(CompatError::InvalidSchema {
+                which: Side::Current,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn an_empty_syntax_is_proto2() {
+        let schema = Schema::build(
+            &set_with_syntax(""),
+            FeatureTable::default(),
+            Side::Previous,
+        )
+        .expect("a valid schema");
+        let file = schema.files.values().next().expect("one file");
+        assert_eq!(schema.syntax(file), Syntax::Proto2);
+    }
 }
