@@ -132,7 +132,11 @@ impl fmt::Display for Side {
 /// `buf breaking current --against previous` does with `breaking: use: [category]`.
 ///
 /// Files under `google/protobuf/` (the well-known types, which every compiler ships) are not
-/// checked: they are imports, as buf treats them.
+/// checked: they are imports, as `buf breaking --exclude-imports` treats them.
+///
+/// `prost-types` descriptors carry neither the edition of an editions file nor the features set
+/// in it, so here an editions file counts as edition 2023 with default features; use
+/// [`check_encoded`] to judge editions schemas fully.
 pub fn check(
     previous: &prost_types::FileDescriptorSet,
     current: &prost_types::FileDescriptorSet,

@@ -11,6 +11,7 @@ use prost_types::FileDescriptorSet;
 
 use super::features::{self, ExplicitFeatures, FeatureTable, Resolved, Syntax};
 use super::field::Field;
+use super::validation::validated_pool;
 use crate::{CompatError, Side};
 
 /// Files under this prefix are the well-known types: always imports, never checked.
@@ -40,11 +41,8 @@ pub(crate) struct Schema {
 }
 
 impl Schema {
-    /// Validates `set` and indexes it.
-    ///
-    /// prost-reflect does not know editions, so it validates a copy in which editions files are
-    /// declared proto2: the two agree on everything prost-reflect checks (names, references,
-    /// numbers, defaults). The declared syntax is kept aside for the rules.
+    /// Validates `set` (see [`validated_pool`]) and indexes it. The syntax each file declares
+    /// is kept aside, as the pool may hold a rewritten copy.
     pub(crate) fn build(
         set: &FileDescriptorSet,
         features: FeatureTable,
@@ -56,7 +54,7 @@ impl Schema {
             .map(|f| (f.name().to_owned(), Syntax::parse(f.syntax.as_deref())))
             .collect::<HashMap<_, _>>();
         let invalid = |reason: String| CompatError::InvalidSchema { which, reason };
-        let pool = build_pool(for_validation(set).map_err(invalid)?).map_err(invalid)?;
+        let pool = validated_pool(set).map_err(invalid)?;
         let files: BTreeMap<_, _> = pool
             .files()
             .filter(|f| is_checked_file(f.name()))
@@ -161,33 +159,6 @@ impl Schema {
     /// enum of a file that is not checked.
     pub(crate) fn any_enum(&self, full_name: &str) -> Option<EnumDescriptor> {
         self.pool.get_enum_by_name(full_name)
-    }
-}
-
-/// A copy of `set` that prost-reflect accepts: editions files, and files whose syntax is the
-/// empty string (proto2 for protoc and buf), declared proto2. Any other unknown syntax is
-/// refused here, because prost-reflect 0.16 panics while reporting one.
-fn for_validation(set: &FileDescriptorSet) -> Result<FileDescriptorSet, String> {
-    let mut copy = set.clone();
-    for file in &mut copy.file {
-        match file.syntax.as_deref() {
-            None | Some("proto2" | "proto3") => {}
-            Some("editions" | "") => file.syntax = Some("proto2".to_owned()),
-            Some(other) => {
-                return Err(format!("{:?} has an unknown syntax {other:?}", file.name()));
-            }
-        }
-    }
-    Ok(copy)
-}
-
-/// Builds the pool, turning a panic inside prost-reflect into an error: the engine promises
-/// `Ok` or `Err` for any decoded input, whatever the library does with odd descriptors.
-fn build_pool(set: FileDescriptorSet) -> Result<DescriptorPool, String> {
-    let built = std::panic::catch_unwind(|| DescriptorPool::from_file_descriptor_set(set));
-    match built {
-        Ok(pool) => pool.map_err(|e| e.to_string()),
-        Err(_) => Err("the descriptors could not be validated".to_owned()),
     }
 }
 
