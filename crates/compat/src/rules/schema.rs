@@ -74,28 +74,30 @@ impl Schema {
         Ok(schema)
     }
 
+    /// Indexes through the pool's own lists. prost-reflect's per-file and per-message child
+    /// iterators look children up by name and panic when an odd (yet accepted) name does not
+    /// resolve, so they are never used.
     fn index(&mut self) {
-        let files: Vec<_> = self.files.values().cloned().collect();
-        for file in &files {
-            for message in all_messages(file) {
-                for e in message.child_enums() {
-                    self.enums.insert(e.full_name().to_owned(), e);
-                }
-                for x in message.child_extensions() {
-                    self.extensions.insert(x.full_name().to_owned(), x);
-                }
-                self.messages
-                    .insert(message.full_name().to_owned(), message);
-            }
-            for e in file.enums() {
-                self.enums.insert(e.full_name().to_owned(), e);
-            }
-            for x in file.extensions() {
-                self.extensions.insert(x.full_name().to_owned(), x);
-            }
-            for s in file.services() {
-                self.services.insert(s.full_name().to_owned(), s);
-            }
+        let checked = |file: &FileDescriptor| is_checked_file(file.name());
+        for m in self
+            .pool
+            .all_messages()
+            .filter(|m| checked(&m.parent_file()))
+        {
+            self.messages.insert(m.full_name().to_owned(), m);
+        }
+        for e in self.pool.all_enums().filter(|e| checked(&e.parent_file())) {
+            self.enums.insert(e.full_name().to_owned(), e);
+        }
+        for x in self
+            .pool
+            .all_extensions()
+            .filter(|x| checked(&x.parent_file()))
+        {
+            self.extensions.insert(x.full_name().to_owned(), x);
+        }
+        for s in self.pool.services().filter(|s| checked(&s.parent_file())) {
+            self.services.insert(s.full_name().to_owned(), s);
         }
     }
 
@@ -162,36 +164,40 @@ impl Schema {
     }
 }
 
-/// Every message of a file, depth first, nested ones and map entries included.
+fn in_file(file: &FileDescriptor, other: &FileDescriptor) -> bool {
+    file.index() == other.index()
+}
+
+/// Every message of a file, nested ones and map entries included.
 pub(crate) fn all_messages(file: &FileDescriptor) -> Vec<MessageDescriptor> {
-    let mut out = Vec::new();
-    let mut stack: Vec<_> = file.messages().collect();
-    stack.reverse();
-    while let Some(message) = stack.pop() {
-        let mut children: Vec<_> = message.child_messages().collect();
-        children.reverse();
-        out.push(message);
-        stack.extend(children);
-    }
-    out
+    let pool = file.parent_pool();
+    pool.all_messages()
+        .filter(|m| in_file(file, &m.parent_file()))
+        .collect()
 }
 
 /// Every enum of a file, nested ones included.
 pub(crate) fn all_enums(file: &FileDescriptor) -> Vec<EnumDescriptor> {
-    let mut out: Vec<_> = file.enums().collect();
-    for message in all_messages(file) {
-        out.extend(message.child_enums());
-    }
-    out
+    let pool = file.parent_pool();
+    pool.all_enums()
+        .filter(|e| in_file(file, &e.parent_file()))
+        .collect()
 }
 
 /// Every extension declared in a file, nested ones included.
 pub(crate) fn all_extensions(file: &FileDescriptor) -> Vec<ExtensionDescriptor> {
-    let mut out: Vec<_> = file.extensions().collect();
-    for message in all_messages(file) {
-        out.extend(message.child_extensions());
-    }
-    out
+    let pool = file.parent_pool();
+    pool.all_extensions()
+        .filter(|x| in_file(file, &x.parent_file()))
+        .collect()
+}
+
+/// The services of a file.
+pub(crate) fn all_services(file: &FileDescriptor) -> Vec<ServiceDescriptor> {
+    let pool = file.parent_pool();
+    pool.services()
+        .filter(|s| in_file(file, &s.parent_file()))
+        .collect()
 }
 
 /// A full name without its package: `pkg.Outer.Inner` → `Outer.Inner`.

@@ -3,11 +3,15 @@
 use prost_reflect::MethodDescriptor;
 
 use super::pairs::{Diff, Finding, methods_by_name};
+use super::schema::all_services;
 
 /// SERVICE_NO_DELETE: services of a file, by name.
 pub(crate) fn no_delete(diff: &Diff<'_>) -> Vec<Finding> {
     super::files::deleted_from_file(diff, "service", |file| {
-        file.services().map(|s| s.full_name().to_owned()).collect()
+        all_services(file)
+            .iter()
+            .map(|s| s.full_name().to_owned())
+            .collect()
     })
 }
 
