@@ -7,6 +7,7 @@
 //!
 //! Pure: no I/O, no clock. Inputs that are not valid schemas give an error, never a panic.
 
+mod additions;
 pub mod policy;
 mod rules;
 pub mod semver;
@@ -131,7 +132,11 @@ impl fmt::Display for Side {
 /// `buf breaking current --against previous` does with `breaking: use: [category]`.
 ///
 /// Files under `google/protobuf/` (the well-known types, which every compiler ships) are not
-/// checked: they are imports, as buf treats them.
+/// checked: they are imports, as `buf breaking --exclude-imports` treats them.
+///
+/// `prost-types` descriptors carry neither the edition of an editions file nor the features set
+/// in it, so here an editions file counts as edition 2023 with default features; use
+/// [`check_encoded`] to judge editions schemas fully.
 pub fn check(
     previous: &prost_types::FileDescriptorSet,
     current: &prost_types::FileDescriptorSet,
@@ -141,6 +146,10 @@ pub fn check(
 }
 
 /// [`check`] on serialized `FileDescriptorSet`s.
+///
+/// Unlike [`check`], this also sees what `prost-types` cannot hold: the edition of editions
+/// files and the features set explicitly in them (`features.field_presence`, `(pb.cpp)` …), so
+/// prefer it for editions schemas.
 pub fn check_encoded(
     previous: &[u8],
     current: &[u8],
@@ -153,9 +162,16 @@ pub fn check_encoded(
             reason: e.to_string(),
         })
     };
-    check(
-        &decode(Side::Previous, previous)?,
-        &decode(Side::Current, current)?,
+    // The bytes are read a second time for the editions features prost-types drops.
+    rules::check_with_features(
+        (
+            &decode(Side::Previous, previous)?,
+            rules::raw_features::read(previous),
+        ),
+        (
+            &decode(Side::Current, current)?,
+            rules::raw_features::read(current),
+        ),
         category,
     )
 }
