@@ -16,7 +16,8 @@ use std::fmt;
 
 pub use rules::{RULES, RuleInfo};
 
-/// buf's rule categories, strictest first. A category holds every rule of the ones after it.
+/// buf's rule categories, strictest first. Categories overlap but do not nest: each rule lists
+/// its own (see [`RULES`]); e.g. `FIELD_NO_DELETE_UNLESS_NAME_RESERVED` is in WIRE_JSON, not FILE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Category {

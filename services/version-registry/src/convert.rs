@@ -457,6 +457,86 @@ pub fn audit_event(e: model::AuditEvent) -> pb::AuditEvent {
     }
 }
 
+fn bump(bump: Bump) -> pb::SemverBump {
+    match bump {
+        Bump::Patch => pb::SemverBump::Patch,
+        Bump::Minor => pb::SemverBump::Minor,
+        Bump::Major => pb::SemverBump::Major,
+    }
+}
+
+fn violation(v: &flotilla_compat::Violation) -> pb::Violation {
+    pb::Violation {
+        rule: v.rule.to_owned(),
+        categories: v.categories.iter().map(|c| category(*c) as i32).collect(),
+        file: v.location.file.clone(),
+        element: v.location.element.clone(),
+        number: v.location.number.unwrap_or(0),
+        message: v.message.clone(),
+    }
+}
+
+/// A dry run's outcome. With no `version`, "compatible" means no comparison found a violation.
+pub fn compatibility_response(
+    evaluation: &Evaluation,
+    policy: CompatibilityPolicy,
+    version: Option<&model::Version>,
+) -> pb::CheckCompatibilityResponse {
+    let violations: usize = evaluation
+        .comparisons
+        .iter()
+        .map(|c| c.report.violations.len())
+        .sum();
+    let (compatible, summary) = match version {
+        Some(version) => (evaluation.accepted(), evaluation.summary(version)),
+        None if violations == 0 => (
+            true,
+            format!(
+                "no breaking changes in {} comparison(s); the changes call for a {} bump",
+                evaluation.comparisons.len(),
+                evaluation.required
+            ),
+        ),
+        None => (
+            false,
+            format!(
+                "{violations} breaking change(s) in {} comparison(s): publishing needs a major \
+                 version bump",
+                evaluation.comparisons.len()
+            ),
+        ),
+    };
+    pb::CheckCompatibilityResponse {
+        compatible,
+        summary,
+        policy: Some(policy_message(policy)),
+        comparisons: evaluation
+            .comparisons
+            .iter()
+            .map(|c| pb::Comparison {
+                against_version: c.against.to_string(),
+                direction: match c.direction {
+                    Direction::Backward => pb::Direction::Backward,
+                    Direction::Forward => pb::Direction::Forward,
+                } as i32,
+                violations: c.report.violations.iter().map(violation).collect(),
+                additions: c.report.additions.clone(),
+                major_bump: c.major_bump,
+            })
+            .collect(),
+        predecessor: evaluation
+            .predecessor
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        required_bump: bump(evaluation.required) as i32,
+        chosen_bump: match version {
+            Some(_) if evaluation.predecessor.is_some() => bump(evaluation.chosen) as i32,
+            _ => pb::SemverBump::Unspecified as i32,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -551,85 +631,5 @@ mod tests {
             new_instance(req(300_001)).unwrap_err().field,
             "lease_ttl_ms"
         );
-    }
-}
-
-fn bump(bump: Bump) -> pb::SemverBump {
-    match bump {
-        Bump::Patch => pb::SemverBump::Patch,
-        Bump::Minor => pb::SemverBump::Minor,
-        Bump::Major => pb::SemverBump::Major,
-    }
-}
-
-fn violation(v: &flotilla_compat::Violation) -> pb::Violation {
-    pb::Violation {
-        rule: v.rule.to_owned(),
-        categories: v.categories.iter().map(|c| category(*c) as i32).collect(),
-        file: v.location.file.clone(),
-        element: v.location.element.clone(),
-        number: v.location.number.unwrap_or(0),
-        message: v.message.clone(),
-    }
-}
-
-/// A dry run's outcome. With no `version`, "compatible" means no comparison found a violation.
-pub fn compatibility_response(
-    evaluation: &Evaluation,
-    policy: CompatibilityPolicy,
-    version: Option<&model::Version>,
-) -> pb::CheckCompatibilityResponse {
-    let violations: usize = evaluation
-        .comparisons
-        .iter()
-        .map(|c| c.report.violations.len())
-        .sum();
-    let (compatible, summary) = match version {
-        Some(version) => (evaluation.accepted(), evaluation.summary(version)),
-        None if violations == 0 => (
-            true,
-            format!(
-                "no breaking changes in {} comparison(s); the changes call for a {} bump",
-                evaluation.comparisons.len(),
-                evaluation.required
-            ),
-        ),
-        None => (
-            false,
-            format!(
-                "{violations} breaking change(s) in {} comparison(s): publishing needs a major \
-                 version bump",
-                evaluation.comparisons.len()
-            ),
-        ),
-    };
-    pb::CheckCompatibilityResponse {
-        compatible,
-        summary,
-        policy: Some(policy_message(policy)),
-        comparisons: evaluation
-            .comparisons
-            .iter()
-            .map(|c| pb::Comparison {
-                against_version: c.against.to_string(),
-                direction: match c.direction {
-                    Direction::Backward => pb::Direction::Backward,
-                    Direction::Forward => pb::Direction::Forward,
-                } as i32,
-                violations: c.report.violations.iter().map(violation).collect(),
-                additions: c.report.additions.clone(),
-                major_bump: c.major_bump,
-            })
-            .collect(),
-        predecessor: evaluation
-            .predecessor
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
-        required_bump: bump(evaluation.required) as i32,
-        chosen_bump: match version {
-            Some(_) if evaluation.predecessor.is_some() => bump(evaluation.chosen) as i32,
-            _ => pb::SemverBump::Unspecified as i32,
-        },
     }
 }
