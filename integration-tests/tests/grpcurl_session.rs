@@ -190,6 +190,39 @@ fn an_operator_drives_the_registry_with_grpcurl() {
             "{method} {body}: {out:?}"
         );
     }
+    // A breaking change without a major bump is refused, every violation a structured detail;
+    // CheckCompatibility says the same without writing.
+    let breaking = json!({"service": "greeter", "version": "2.1.0", "fileDescriptorSet": greeter_schema_base64(0)});
+    let refused = grpcurl.call(&format!("{REGISTRY}/PublishVersion"), &breaking);
+    assert_eq!(
+        refused.code().as_deref(),
+        Some("FailedPrecondition"),
+        "{refused:?}"
+    );
+    assert!(
+        refused
+            .stderr
+            .contains(r#""reason":"INCOMPATIBLE_VERSION""#),
+        "{refused:?}"
+    );
+    for rule in [
+        "FIELD_NO_DELETE_UNLESS_NUMBER_RESERVED",
+        "FIELD_NO_DELETE_UNLESS_NAME_RESERVED",
+    ] {
+        assert!(
+            refused.stderr.contains(&format!(r#""type":"{rule}""#)),
+            "{rule}: {refused:?}"
+        );
+    }
+    let dry_run = grpcurl.call(&format!("{REGISTRY}/CheckCompatibility"), &breaking);
+    assert!(dry_run.success, "{dry_run:?}");
+    assert!(
+        dry_run.json().get("compatible").is_none(),
+        "compatible=false is omitted in JSON"
+    );
+    assert_eq!(dry_run.json()["requiredBump"], "SEMVER_BUMP_MAJOR");
+    assert_eq!(dry_run.json()["comparisons"][0]["againstVersion"], "2.0.0");
+
     // The google.rpc details are served by reflection, so grpcurl prints them decoded.
     let out = grpcurl.call(
         &format!("{REGISTRY}/Resolve"),
