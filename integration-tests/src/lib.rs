@@ -7,4 +7,4 @@ pub mod process;
 /// PostgreSQL test databases, shared with the store's contract suite.
 pub use flotilla_store::testing as postgres;
 
-pub use process::RegistryProcess;
+pub use process::SuiteProcess;

@@ -30,38 +30,47 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// A running version-registry process, killed when dropped.
+/// A running process of one of the suite's binaries, killed when dropped. Every suite binary
+/// prints `<binary> listening on <address>` on stdout once it serves; that line is awaited.
 #[derive(Debug)]
-pub struct RegistryProcess {
+pub struct SuiteProcess {
     child: Option<Child>,
     pub address: SocketAddr,
     /// What the process wrote to stderr so far is forwarded to the test's stderr.
     _stderr: std::thread::JoinHandle<()>,
 }
 
-impl RegistryProcess {
-    /// Starts the registry on an ephemeral loopback port with `args` and waits until it listens.
-    pub fn start(args: &[&str]) -> anyhow::Result<Self> {
-        let mut child = Command::new(binary("version-registry"))
-            .args(["--listen", "127.0.0.1:0"])
+impl SuiteProcess {
+    /// Starts the registry on an ephemeral loopback port with `args`.
+    pub fn registry(args: &[&str]) -> anyhow::Result<Self> {
+        let mut all = vec!["--listen", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        Self::start("version-registry", &all)
+    }
+
+    /// Starts `binary` with `args` and waits until it announces its address.
+    pub fn start(binary: &str, args: &[&str]) -> anyhow::Result<Self> {
+        let mut child = Command::new(self::binary(binary))
             .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .context("starting version-registry")?;
+            .with_context(|| format!("starting {binary}"))?;
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
+        let label = format!("[{binary} {}]", child.id());
         let stderr_thread = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[registry] {line}");
+                eprintln!("{label} {line}");
             }
         });
         let (tx, rx) = mpsc::channel();
+        let announcement = format!("{binary} listening on ");
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(address) = line.strip_prefix("version-registry listening on ") {
+                if let Some(address) = line.strip_prefix(&announcement) {
                     let _ = tx.send(address.to_owned());
                 }
             }
@@ -71,7 +80,7 @@ impl RegistryProcess {
             Err(_) => {
                 let _ = child.kill();
                 let status = child.wait()?;
-                bail!("version-registry did not announce its address within 30 s ({status})");
+                bail!("{binary} did not announce its address within 30 s ({status})");
             }
         };
         Ok(Self {
@@ -79,6 +88,14 @@ impl RegistryProcess {
             address,
             _stderr: stderr_thread,
         })
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would, and reaps it.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        let mut child = self.child.take().context("already stopped")?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
     }
 
     pub fn endpoint(&self) -> String {
@@ -110,14 +127,14 @@ impl RegistryProcess {
             }
             if std::time::Instant::now() > deadline {
                 let _ = child.kill();
-                bail!("the registry did not exit within {timeout:?} of SIGTERM");
+                bail!("the process did not exit within {timeout:?} of SIGTERM");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 }
 
-impl Drop for RegistryProcess {
+impl Drop for SuiteProcess {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

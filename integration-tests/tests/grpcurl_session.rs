@@ -2,7 +2,7 @@
 //! calls, health, and the codes of bad inputs.
 
 use base64::Engine;
-use flotilla_integration_tests::{RegistryProcess, peers::Grpcurl};
+use flotilla_integration_tests::{SuiteProcess, peers::Grpcurl};
 use serde_json::json;
 
 const REGISTRY: &str = "flotilla.registry.v1.Registry";
@@ -16,7 +16,7 @@ fn greeter_schema_base64(fields: u32) -> String {
 fn an_operator_drives_the_registry_with_grpcurl() {
     let data = tempfile_dir();
     let data_file = data.join("registry.sqlite");
-    let registry = RegistryProcess::start(&["--data-file", data_file.to_str().unwrap()]).unwrap();
+    let registry = SuiteProcess::registry(&["--data-file", data_file.to_str().unwrap()]).unwrap();
     let Some(grpcurl) = Grpcurl::find(&registry.authority()) else {
         return;
     };

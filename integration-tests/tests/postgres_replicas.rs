@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use flotilla_integration_tests::{
-    RegistryProcess,
+    SuiteProcess,
     postgres::{TestDatabase, admin_url},
 };
 use flotilla_model::fixtures::greeter_schema_bytes;
@@ -27,8 +27,8 @@ async fn next_set(watch: &mut tonic::Streaming<pb::EndpointSet>) -> (pb::Endpoin
 async fn a_watch_on_one_replica_sees_changes_made_through_the_other() {
     let Some(admin) = admin_url() else { return };
     let db = TestDatabase::create(&admin).await.unwrap();
-    let a = RegistryProcess::start(&["--database-url", &db.url]).unwrap();
-    let b = RegistryProcess::start(&["--database-url", &db.url]).unwrap();
+    let a = SuiteProcess::registry(&["--database-url", &db.url]).unwrap();
+    let b = SuiteProcess::registry(&["--database-url", &db.url]).unwrap();
     let mut through_a = RegistryClient::connect(a.endpoint()).await.unwrap();
     let mut through_b = RegistryClient::connect(b.endpoint()).await.unwrap();
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use flotilla_integration_tests::RegistryProcess;
+use flotilla_integration_tests::SuiteProcess;
 use flotilla_proto::registry::v1::{self as pb, registry_client::RegistryClient};
 use tokio_stream::StreamExt;
 
@@ -15,7 +15,7 @@ async fn sigterm_drains_watchers_and_the_embedded_store_keeps_its_data() {
     let data_file = dir.join("registry.sqlite");
     let args = ["--data-file", data_file.to_str().unwrap()];
 
-    let mut registry = RegistryProcess::start(&args).unwrap();
+    let mut registry = SuiteProcess::registry(&args).unwrap();
     let mut client = RegistryClient::connect(registry.endpoint()).await.unwrap();
     client
         .create_service(pb::CreateServiceRequest {
@@ -51,7 +51,7 @@ async fn sigterm_drains_watchers_and_the_embedded_store_keeps_its_data() {
         Some(Ok(set)) => panic!("unexpected set after shutdown: {set:?}"),
     }
 
-    let registry = RegistryProcess::start(&args).unwrap();
+    let registry = SuiteProcess::registry(&args).unwrap();
     let mut client = RegistryClient::connect(registry.endpoint()).await.unwrap();
     let service = client
         .get_service(pb::GetServiceRequest {
