@@ -54,11 +54,11 @@ fn descriptor_sets_keep_doc_comments_for_reflection() {
 fn the_generated_types_differ_per_release() {
     // 1.1.0 adds fields to 1.0.0's messages; 2.0.0 makes HelloReply.message a message.
     let reply = v1_1_0::HelloReply {
-        message: "Bonjour, Ada !".into(),
+        message: "Bonjour, Ada!".into(),
         served_by: "test".into(),
     };
     let old = v1_0_0::HelloReply::decode(reply.encode_to_vec().as_slice()).unwrap();
-    assert_eq!(old.message, "Bonjour, Ada !");
+    assert_eq!(old.message, "Bonjour, Ada!");
     assert!(v2_0_0::HelloReply::decode(reply.encode_to_vec().as_slice()).is_err());
 }
 
