@@ -116,7 +116,10 @@ pub(crate) async fn serve(
 
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let board = HealthBoard::new(reporter, names);
-    board.set(health.is_serving()).await;
+    // Each follower subscribes before reading the switch, so a flip in between is not lost.
+    let mut mirror_switch = health.subscribe();
+    let serving = *mirror_switch.borrow_and_update();
+    board.set(serving).await;
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(&descriptor_set)
@@ -155,8 +158,10 @@ pub(crate) async fn serve(
     );
     // Registered only once the server is being polled, so the first caller the registry sends is
     // answered.
+    let mut lease_switch = health.subscribe();
+    let serving = *lease_switch.borrow_and_update();
     let registered = tokio::select! {
-        registered = lease.register(health.is_serving()) => {
+        registered = lease.register(serving) => {
             registered?;
             true
         }
@@ -174,13 +179,13 @@ pub(crate) async fn serve(
             });
         }
         let mirror = async {
-            board.mirror(health.subscribe()).await;
+            board.mirror(mirror_switch).await;
             // The switch outlives this function (`health` is held here), so this is not reached;
             // if it were, the board would simply stop following it.
             std::future::pending::<()>().await
         };
         tokio::select! {
-            never = lease.keep_alive(health.subscribe()) => match never {},
+            never = lease.keep_alive(lease_switch) => match never {},
             () = mirror => None,
             () = &mut shutdown => None,
             served = &mut server => Some(served),

@@ -626,3 +626,26 @@ async fn settings_are_checked_before_the_registry_is_called() {
         .unwrap_err();
     assert!(matches!(error, ServerError::Schema(_)), "{error:?}");
 }
+
+#[tokio::test]
+async fn an_app_not_serving_before_it_starts_registers_not_serving() {
+    let mut registry = Registry::start().await;
+    let builder = greeter(&registry, "1.0.0");
+    builder.health_handle().set_not_serving();
+    let served = serve(builder).await;
+    assert_eq!(
+        registry.instances("greeter").await[0].status(),
+        pb::ServingStatus::NotServing
+    );
+    assert_eq!(
+        health_of(served.channel(), "").await,
+        ServingStatus::NotServing
+    );
+    // Heartbeats keep reporting it: still NOT_SERVING after a few of them.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        registry.instances("greeter").await[0].status(),
+        pb::ServingStatus::NotServing
+    );
+    served.stop().await.unwrap();
+}
