@@ -1,8 +1,9 @@
-//! Generated code for Flotilla's gRPC APIs, and their encoded descriptor sets.
+//! Generated code for Flotilla's gRPC APIs and the demo fleet's, and their encoded descriptor
+//! sets.
 //!
 //! Each API module re-exports what tonic-prost-build generated from `proto/`; the
-//! `*_DESCRIPTOR_SET` constants are FileDescriptorSets with source info (doc comments) and imports,
-//! ready for tonic-reflection.
+//! `DESCRIPTOR_SET` constants are FileDescriptorSets with source info (doc comments) and imports,
+//! ready for tonic-reflection and for publishing to the registry.
 
 /// `flotilla.registry.v1`: the version registry.
 pub mod registry {
@@ -15,6 +16,59 @@ pub mod registry {
             env!("OUT_DIR"),
             "/flotilla.registry.v1.descriptor.binpb"
         ));
+    }
+}
+
+/// The sample fleet's APIs.
+pub mod demo {
+    /// `demo.greeter.v1`, one module per release snapshot under `proto/demo/greeter/<release>/`.
+    /// All three declare the same package, so a process can link every release and serve the one
+    /// it is told to.
+    pub mod greeter {
+        /// Release 1.0.0: `SayHello(name) -> message`.
+        pub mod v1_0_0 {
+            #![allow(missing_docs, clippy::all, missing_debug_implementations)]
+            include!(concat!(
+                env!("OUT_DIR"),
+                "/demo-greeter-1.0.0/demo.greeter.v1.rs"
+            ));
+
+            /// Release 1.0.0's FileDescriptorSet, with source info.
+            pub const DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(
+                env!("OUT_DIR"),
+                "/demo-greeter-1.0.0/demo.greeter.v1.descriptor.binpb"
+            ));
+        }
+
+        /// Release 1.1.0: compatible additions to 1.0.0 (`locale`, `served_by`, `SayGoodbye`).
+        pub mod v1_1_0 {
+            #![allow(missing_docs, clippy::all, missing_debug_implementations)]
+            include!(concat!(
+                env!("OUT_DIR"),
+                "/demo-greeter-1.1.0/demo.greeter.v1.rs"
+            ));
+
+            /// Release 1.1.0's FileDescriptorSet, with source info.
+            pub const DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(
+                env!("OUT_DIR"),
+                "/demo-greeter-1.1.0/demo.greeter.v1.descriptor.binpb"
+            ));
+        }
+
+        /// Release 2.0.0: breaks 1.x (`HelloReply.message` becomes a `Greeting` message).
+        pub mod v2_0_0 {
+            #![allow(missing_docs, clippy::all, missing_debug_implementations)]
+            include!(concat!(
+                env!("OUT_DIR"),
+                "/demo-greeter-2.0.0/demo.greeter.v1.rs"
+            ));
+
+            /// Release 2.0.0's FileDescriptorSet, with source info.
+            pub const DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(
+                env!("OUT_DIR"),
+                "/demo-greeter-2.0.0/demo.greeter.v1.descriptor.binpb"
+            ));
+        }
     }
 }
 

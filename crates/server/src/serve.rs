@@ -1,0 +1,289 @@
+//! Running a declared version: publish, serve, register, heartbeat, and drain on shutdown.
+
+use std::{
+    future::Future,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    time::Duration,
+};
+
+use flotilla_model::{Schema, ServiceName, parse_address};
+use flotilla_proto::registry::v1 as pb;
+use http::HeaderValue;
+use tokio::{net::TcpListener, sync::watch, time::Instant};
+use tonic::{
+    service::Routes,
+    transport::{Server, server::TcpIncoming},
+};
+
+use crate::{
+    FleetServerBuilder, Ready, ServerError,
+    health::{HealthBoard, health_names},
+    lease::{InstanceSpec, Lease},
+    metadata::FleetMetadataLayer,
+    registry::Registry,
+};
+
+/// The leases the registry grants.
+const LEASE_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(300);
+
+/// See [`FleetServerBuilder::serve`].
+pub(crate) async fn serve(
+    builder: FleetServerBuilder,
+    listener: TcpListener,
+    routes: Routes,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServerError> {
+    let FleetServerBuilder {
+        registry_endpoint,
+        service,
+        version,
+        descriptor_set,
+        artifact,
+        dependencies,
+        labels,
+        owner,
+        advertise,
+        lease_ttl,
+        registry_wait,
+        shutdown_grace,
+        health,
+        on_ready,
+    } = builder;
+
+    // Everything that can be judged locally is, before the registry is bothered.
+    ServiceName::parse("service", &service).map_err(|e| ServerError::InvalidSetting {
+        field: "service",
+        reason: e.message,
+    })?;
+    if !LEASE_RANGE.contains(&lease_ttl) {
+        return Err(ServerError::InvalidSetting {
+            field: "lease_ttl",
+            reason: format!("{lease_ttl:?} is outside the registry's 1 s to 300 s"),
+        });
+    }
+    let descriptor_set = descriptor_set.ok_or(ServerError::InvalidSetting {
+        field: "descriptor_set",
+        reason: "is required".into(),
+    })?;
+    let schema = Schema::from_bytes(&descriptor_set)?;
+    let names = health_names(&descriptor_set, &version)
+        .map_err(|e| ServerError::Schema(flotilla_model::SchemaError::Decode(e.to_string())))?;
+    let local_addr = listener.local_addr().map_err(ServerError::Listener)?;
+    let advertised = advertised_address(advertise.as_deref(), local_addr)?;
+    let version_text = version.to_string();
+    let header = |field, text: &str| {
+        HeaderValue::from_str(text).map_err(|_| ServerError::InvalidSetting {
+            field,
+            reason: format!("{text:?} cannot be sent as a header"),
+        })
+    };
+    let version_header = header("version", &version_text)?;
+    let schema_header = header("descriptor_set", schema.fingerprint())?;
+
+    let registry = Registry::new(&registry_endpoint, &format!("{service}@{version_text}"))?;
+    let publish = pb::PublishVersionRequest {
+        service: service.clone(),
+        version: version_text.clone(),
+        file_descriptor_set: descriptor_set.to_vec(),
+        artifact: artifact.map(|(image, command)| pb::Artifact { image, command }),
+        dependencies: dependencies
+            .into_iter()
+            .map(|(service, requirement)| pb::Dependency {
+                service,
+                requirement,
+            })
+            .collect(),
+        labels: labels.into_iter().collect(),
+    };
+
+    let mut shutdown = std::pin::pin!(shutdown);
+    let started = Instant::now();
+    let deadline = started + registry_wait;
+    let startup = async {
+        registry
+            .ensure_service(&service, &owner, deadline, started)
+            .await?;
+        registry.publish(publish, deadline, started).await
+    };
+    tokio::select! {
+        published = startup => published?,
+        () = &mut shutdown => {
+            tracing::info!("shutdown before the version was published");
+            return Ok(());
+        }
+    }
+
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let board = HealthBoard::new(reporter, names);
+    // Each follower subscribes before reading the switch, so a flip in between is not lost.
+    let mut mirror_switch = health.subscribe();
+    let serving = *mirror_switch.borrow_and_update();
+    board.set(serving).await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(&descriptor_set)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+    };
+    let routes = routes
+        .add_service(health_service)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?);
+
+    let (instance_tx, instance_rx) = watch::channel(None);
+    let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = Server::builder()
+        .layer(FleetMetadataLayer::new(
+            version_header,
+            schema_header,
+            instance_rx,
+        ))
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming(listener), async {
+            let _ = drain_rx.await;
+        });
+    let mut server = std::pin::pin!(server);
+    tracing::info!(%local_addr, %advertised, %service, version = %version_text, "serving");
+
+    let mut lease = Lease::new(
+        registry,
+        InstanceSpec {
+            service,
+            version: version_text,
+            address: advertised.clone(),
+            ttl: lease_ttl,
+        },
+        instance_tx,
+    );
+    // Registered only once the server is being polled, so the first caller the registry sends is
+    // answered.
+    let mut lease_switch = health.subscribe();
+    let serving = *lease_switch.borrow_and_update();
+    let registered = tokio::select! {
+        registered = lease.register(serving) => {
+            registered?;
+            true
+        }
+        () = &mut shutdown => false,
+        served = &mut server => return stopped_early(served),
+    };
+
+    let stopped_by_itself = if registered {
+        if let (Some(callback), Some(instance_id)) = (on_ready, lease.id()) {
+            callback(&Ready {
+                local_addr,
+                advertised,
+                instance_id: instance_id.to_owned(),
+                schema_fingerprint: schema.fingerprint().to_owned(),
+            });
+        }
+        let mirror = async {
+            board.mirror(mirror_switch).await;
+            // The switch outlives this function (`health` is held here), so this is not reached;
+            // if it were, the board would simply stop following it.
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            never = lease.keep_alive(lease_switch) => match never {},
+            () = mirror => None,
+            () = &mut shutdown => None,
+            served = &mut server => Some(served),
+        }
+    } else {
+        None
+    };
+
+    // Callers are told first (health, then the registry's endpoint sets), so they move away
+    // before the connections close.
+    tracing::info!("shutting down: NOT_SERVING, deregistering, draining calls");
+    board.set(false).await;
+    lease.deregister().await;
+    if let Some(served) = stopped_by_itself {
+        return stopped_early(served);
+    }
+    let _ = drain_tx.send(());
+    match tokio::time::timeout(shutdown_grace, &mut server).await {
+        Ok(served) => served?,
+        // A client that never closes its connection must not hold the process past the grace.
+        Err(_) => tracing::warn!(
+            grace = ?shutdown_grace,
+            "connections still open after the grace period; closing them"
+        ),
+    }
+    Ok(())
+}
+
+/// The gRPC server ended without being asked to: its error, or a transport error saying so.
+fn stopped_early(served: Result<(), tonic::transport::Error>) -> Result<(), ServerError> {
+    served?;
+    tracing::warn!("the gRPC server stopped before shutdown was asked for");
+    Ok(())
+}
+
+/// Accepted connections with Nagle's algorithm off: a unary reply is written as several small
+/// frames (headers, data, trailers), and Nagle plus delayed ACKs would stall each by up to 40 ms.
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(Duration::from_secs(60)))
+}
+
+/// The address to register: the one set, validated, or the listener's, with an unspecified IP
+/// replaced by loopback (nobody can dial `0.0.0.0`; loopback at least works on this machine).
+fn advertised_address(setting: Option<&str>, local: SocketAddr) -> Result<String, ServerError> {
+    match setting {
+        Some(text) => parse_address("advertise", text).map_err(|e| ServerError::InvalidSetting {
+            field: "advertise",
+            reason: e.message,
+        }),
+        None if local.ip().is_unspecified() => {
+            let loopback = match local.ip() {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            };
+            let address = SocketAddr::new(loopback, local.port());
+            tracing::warn!(%local, %address,
+                "listening on an unspecified address without an advertised one; registering loopback");
+            Ok(address.to_string())
+        }
+        None => Ok(local.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_listener_address_is_advertised_by_default() {
+        let local: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        assert_eq!(advertised_address(None, local).unwrap(), "127.0.0.1:4000");
+        let v6: SocketAddr = "[::1]:4000".parse().unwrap();
+        assert_eq!(advertised_address(None, v6).unwrap(), "[::1]:4000");
+    }
+
+    #[test]
+    fn an_unspecified_listener_address_advertises_loopback() {
+        let any: SocketAddr = "0.0.0.0:4000".parse().unwrap();
+        assert_eq!(advertised_address(None, any).unwrap(), "127.0.0.1:4000");
+        let any6: SocketAddr = "[::]:4000".parse().unwrap();
+        assert_eq!(advertised_address(None, any6).unwrap(), "[::1]:4000");
+    }
+
+    #[test]
+    fn a_set_address_is_validated() {
+        let local: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        assert_eq!(
+            advertised_address(Some("greeter.internal:7000"), local).unwrap(),
+            "greeter.internal:7000"
+        );
+        assert!(matches!(
+            advertised_address(Some("no-port"), local),
+            Err(ServerError::InvalidSetting {
+                field: "advertise",
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,161 @@
+//! Runs the greeter: bind, pick the release, arm the fault timers, serve through FleetServer.
+
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use flotilla_server::{FleetServer, ServerError};
+use tokio::net::TcpListener;
+
+use crate::{
+    Config,
+    faults::{self, Faults},
+    greeter::{self, Context},
+};
+
+/// The program name, first in the published artifact's command.
+pub const PROGRAM: &str = "demo-greeter";
+
+/// Why the greeter stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The listening address could not be bound.
+    #[error("binding {address}: {source}")]
+    Bind {
+        /// The address asked for.
+        address: SocketAddr,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// Publishing, registering or serving failed.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+}
+
+/// Serves the configured release until `shutdown` completes. Prints
+/// `demo-greeter listening on ADDR` on stdout once serving and registered.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), AppError> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| AppError::Bind {
+            address: config.listen,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| AppError::Bind {
+        address: config.listen,
+        source,
+    })?;
+    let release = config.release;
+    let version = config.published_version();
+    let shown_address = config
+        .advertise
+        .clone()
+        .unwrap_or_else(|| local.to_string());
+
+    let context = Context {
+        served_by: format!("{PROGRAM} {version} on {shown_address}"),
+        faults: Arc::new(Faults::new(
+            config.error_ratio,
+            config.latency(),
+            config.fault_seed,
+        )),
+    };
+    let mut builder = FleetServer::builder(&config.registry, &config.service, version.clone())
+        .descriptor_set(release.descriptor_set())
+        .artifact("", artifact_command(&config))
+        .owner("flotilla-demo")
+        .label("release", release.as_str())
+        .lease_ttl(config.lease_ttl());
+    if let Some(address) = &config.advertise {
+        builder = builder.advertise(address);
+    }
+    let health = builder.health_handle();
+    let (unhealthy_after, crash_after) = (config.unhealthy_after, config.crash_after);
+    let builder = builder.on_ready(move |ready| {
+        // On stdout, for scripts and tests that start the greeter on port 0.
+        println!("{PROGRAM} listening on {}", ready.local_addr);
+        tracing::info!(instance = %ready.instance_id, advertised = %ready.advertised, "ready");
+        // The fault timers start once the instance is registered, so a test sees it serve first.
+        if let Some(after) = unhealthy_after {
+            tokio::spawn(faults::turn_unhealthy_after(after, health));
+        }
+        if let Some(after) = crash_after {
+            tokio::spawn(faults::crash_after(after));
+        }
+    });
+
+    tracing::info!(release = release.as_str(), %version, registry = %config.registry, "starting");
+    builder
+        .serve(listener, greeter::routes(release, context), shutdown)
+        .await?;
+    Ok(())
+}
+
+/// How to start this version again: `demo-greeter --release R --version V`.
+pub fn artifact_command(config: &Config) -> Vec<String> {
+    vec![
+        PROGRAM.to_owned(),
+        "--release".to_owned(),
+        config.release.as_str().to_owned(),
+        "--version".to_owned(),
+        config.published_version().to_string(),
+    ]
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => tracing::info!("SIGINT received"),
+        _ = terminate => tracing::info!("SIGTERM received"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn the_artifact_command_restarts_the_same_release_and_version() {
+        let config = Config::try_parse_from([
+            "demo-greeter",
+            "--release",
+            "1.1.0",
+            "--version",
+            "1.2.0",
+            "--error-ratio",
+            "0.5",
+        ])
+        .unwrap();
+        assert_eq!(
+            artifact_command(&config),
+            ["demo-greeter", "--release", "1.1.0", "--version", "1.2.0"]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_address_in_use_is_a_bind_error() {
+        let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = taken.local_addr().unwrap().to_string();
+        let config = Config::try_parse_from(["demo-greeter", "--listen", &address]).unwrap();
+        let error = run(config, std::future::pending()).await.unwrap_err();
+        assert!(matches!(error, AppError::Bind { .. }), "{error:?}");
+    }
+}
