@@ -6,10 +6,15 @@ use std::{env, fs, path::PathBuf};
 use prost::Message;
 
 /// Each API: its package and the files that make it up, relative to `proto/`.
-const APIS: &[(&str, &[&str])] = &[(
-    "flotilla.registry.v1",
-    &["flotilla/registry/v1/registry.proto"],
-)];
+const APIS: &[(&str, &[&str])] = &[
+    (
+        "flotilla.registry.v1",
+        &["flotilla/registry/v1/registry.proto"],
+    ),
+    // For tests and benchmarks only: an echo service whose replies name the instance that
+    // answered, with one idempotent and one non-idempotent rpc (the fleet client's tests).
+    ("flotilla.testing.v1", &["flotilla/testing/v1/echo.proto"]),
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../../proto");

@@ -18,4 +18,19 @@ pub mod registry {
     }
 }
 
+/// `flotilla.testing.v1`: an echo service for tests and benchmarks, not a product API.
+pub mod testing {
+    pub mod v1 {
+        #![allow(missing_docs, clippy::all, missing_debug_implementations)]
+        tonic::include_proto!("flotilla.testing.v1");
+
+        /// The echo API's FileDescriptorSet, with source info: what a caller of it was compiled
+        /// against (its `Echo` rpc is marked NO_SIDE_EFFECTS).
+        pub const DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(
+            env!("OUT_DIR"),
+            "/flotilla.testing.v1.descriptor.binpb"
+        ));
+    }
+}
+
 pub use prost_types;
