@@ -13,11 +13,18 @@ use std::{
 
 use prost::Message;
 
-/// Each Flotilla API: its package and the files that make it up, relative to `proto/`.
-const APIS: &[(&str, &[&str])] = &[(
-    "flotilla.registry.v1",
-    &["flotilla/registry/v1/registry.proto"],
-)];
+/// Each API: its package and the files that make it up, relative to `proto/`.
+const APIS: &[(&str, &[&str])] = &[
+    (
+        "flotilla.registry.v1",
+        &["flotilla/registry/v1/registry.proto"],
+    ),
+    // For tests and benchmarks only: an echo service whose replies name the instance that
+    // answered, with one idempotent and one non-idempotent rpc (the fleet client's tests).
+    ("flotilla.testing.v1", &["flotilla/testing/v1/echo.proto"]),
+    // The sample fleet's frontend (the greeter's releases are compiled below, one per snapshot).
+    ("demo.frontend.v1", &["demo/frontend/v1/frontend.proto"]),
+];
 
 /// The demo greeter's releases, each a directory under `proto/demo/greeter/`.
 const GREETER_RELEASES: &[&str] = &["1.0.0", "1.1.0", "2.0.0"];

@@ -54,6 +54,14 @@ install_buf() {
   buf --version
 }
 
+# A second-language client for the sample fleet (integration-tests/python).
+install_python_grpc() {
+  if ! python3 -c "import grpc, grpc_health.v1, grpc_reflection" 2>/dev/null; then
+    log "installing grpcio, grpcio-health-checking and grpcio-reflection from PyPI"
+    python3 -m pip install -q --root-user-action=ignore grpcio grpcio-health-checking grpcio-reflection
+  fi
+}
+
 install_nextest() {
   if ! cargo nextest --version >/dev/null 2>&1; then
     log "installing cargo-nextest from crates.io"
@@ -64,6 +72,7 @@ install_nextest() {
 install_postgres
 install_grpcurl
 install_buf
+install_python_grpc
 install_nextest
 
 # Missing peers fail the tests instead of skipping them.

@@ -21,6 +21,20 @@ pub mod registry {
 
 /// The sample fleet's APIs.
 pub mod demo {
+    /// `demo.frontend.v1`: the sample fleet's consumer of the greeter.
+    pub mod frontend {
+        pub mod v1 {
+            #![allow(missing_docs, clippy::all, missing_debug_implementations)]
+            tonic::include_proto!("demo.frontend.v1");
+
+            /// The frontend API's FileDescriptorSet, with source info.
+            pub const DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(
+                env!("OUT_DIR"),
+                "/demo.frontend.v1.descriptor.binpb"
+            ));
+        }
+    }
+
     /// `demo.greeter.v1`, one module per release snapshot under `proto/demo/greeter/<release>/`.
     /// All three declare the same package, so a process can link every release and serve the one
     /// it is told to.
@@ -69,6 +83,21 @@ pub mod demo {
                 "/demo-greeter-2.0.0/demo.greeter.v1.descriptor.binpb"
             ));
         }
+    }
+}
+
+/// `flotilla.testing.v1`: an echo service for tests and benchmarks, not a product API.
+pub mod testing {
+    pub mod v1 {
+        #![allow(missing_docs, clippy::all, missing_debug_implementations)]
+        tonic::include_proto!("flotilla.testing.v1");
+
+        /// The echo API's FileDescriptorSet, with source info: what a caller of it was compiled
+        /// against (its `Echo` rpc is marked NO_SIDE_EFFECTS).
+        pub const DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(
+            env!("OUT_DIR"),
+            "/flotilla.testing.v1.descriptor.binpb"
+        ));
     }
 }
 

@@ -31,6 +31,7 @@ mod lease;
 mod metadata;
 mod registry;
 mod serve;
+mod signal;
 
 pub use builder::{
     DEFAULT_LEASE_TTL, DEFAULT_REGISTRY_WAIT, DEFAULT_SHUTDOWN_GRACE, FleetServer,
@@ -39,3 +40,4 @@ pub use builder::{
 pub use error::ServerError;
 pub use health::HealthHandle;
 pub use metadata::{INSTANCE_HEADER, SCHEMA_HEADER, VERSION_HEADER};
+pub use signal::shutdown_signal;

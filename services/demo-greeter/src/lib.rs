@@ -11,5 +11,5 @@ pub mod config;
 pub mod faults;
 pub mod greeter;
 
-pub use app::{AppError, run, shutdown_signal};
+pub use app::{AppError, run};
 pub use config::{Config, Release};

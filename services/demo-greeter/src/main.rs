@@ -1,5 +1,5 @@
 use clap::Parser;
-use flotilla_demo_greeter::{Config, run, shutdown_signal};
+use flotilla_demo_greeter::{Config, run};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -10,7 +10,7 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    run(config, shutdown_signal()).await?;
+    run(config, flotilla_server::shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

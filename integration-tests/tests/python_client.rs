@@ -1,0 +1,59 @@
+//! A second-language caller: Python's grpcio checks the greeter's health and calls it with the
+//! descriptors its reflection serves, with nothing generated and nothing changed on the server.
+
+use std::process::Command;
+
+use flotilla_integration_tests::fleet::Fleet;
+
+/// Whether python3 can import grpcio, grpcio-health-checking and grpcio-reflection. Under CI
+/// (`CI` set) a missing module fails the test: `deploy/local/test.sh` installs them.
+fn python_with_grpc() -> bool {
+    let probe = Command::new("python3")
+        .args(["-c", "import grpc, grpc_health.v1, grpc_reflection"])
+        .status();
+    match probe {
+        Ok(status) if status.success() => true,
+        _ if std::env::var_os("CI").is_some() => panic!(
+            "python3 with grpcio, grpcio-health-checking and grpcio-reflection is missing under CI"
+        ),
+        _ => {
+            eprintln!("skipped: pip install grpcio grpcio-health-checking grpcio-reflection");
+            false
+        }
+    }
+}
+
+#[test]
+fn python_grpcio_checks_health_and_calls_greeter_through_reflection() {
+    if !python_with_grpc() {
+        return;
+    }
+    let mut fleet = Fleet::start().unwrap();
+    let greeter = fleet.greeter("1.1.0", "1.1.0", &[]).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/greeter_client.py");
+    let output = Command::new("python3")
+        .args([script, &fleet.processes[greeter].authority(), "Ada"])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(answer["health"]["(server)"], "SERVING", "{answer}");
+    assert_eq!(
+        answer["health"]["demo.greeter.v1.Greeter"], "SERVING",
+        "{answer}"
+    );
+    assert_eq!(
+        answer["methods"],
+        serde_json::json!(["SayGoodbye", "SayHello"])
+    );
+    let message = answer["reply"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("Ada"), "{answer}");
+    assert_eq!(
+        answer["version"], "1.1.0",
+        "the fleet headers reach Python too"
+    );
+}
