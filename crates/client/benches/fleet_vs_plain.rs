@@ -74,6 +74,7 @@ async fn run() {
         (Method::Record, "Record (not idempotent)"),
     ] {
         let (mut plain_total, mut fleet_total) = (0.0, 0.0);
+        let mut ratios = Vec::new();
         for round in 1..=rounds {
             let p = calls_per_second(&plain, method).await;
             let f = calls_per_second(&fleet, method).await;
@@ -83,12 +84,15 @@ async fn run() {
             );
             plain_total += p;
             fleet_total += f;
+            ratios.push(f / p);
         }
+        ratios.sort_by(f64::total_cmp);
         println!(
-            "{name}: plain {:.0} calls/s, fleet {:.0} calls/s, fleet/plain {:.3}",
+            "{name}: plain {:.0} calls/s, fleet {:.0} calls/s, fleet/plain {:.3} (median of rounds {:.3})",
             plain_total / rounds as f64,
             fleet_total / rounds as f64,
-            fleet_total / plain_total
+            fleet_total / plain_total,
+            ratios[ratios.len() / 2]
         );
     }
 }

@@ -39,8 +39,19 @@ pub struct FleetChannel {
     picked: Option<Picked>,
 }
 
+// A fleet channel goes wherever a tonic `Channel` goes, and its calls can be spawned.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    fn send<T: Send + 'static>() {}
+    send_sync::<FleetChannel>();
+    send::<ResponseFuture>();
+};
+
 /// This clone's handles on the connections of one table generation, by position. A tonic
-/// channel handle holds the slot it reserved in `poll_ready` for the `call` that follows.
+/// channel handle holds the slot it reserved in `poll_ready` for the `call` that follows, and
+/// reusing it spares cloning one per call (a clone allocates). They are
+/// dropped when the clone next picks from a newer table, so an idle clone keeps the connection
+/// of an instance that left the set open until its next call (or until it is dropped).
 #[derive(Debug, Default)]
 struct Handles {
     generation: u64,
