@@ -1,13 +1,8 @@
 //! Who answered a call, from the `x-flotilla-*` response headers a Flotilla server adds.
 
-use tonic::metadata::MetadataMap;
+pub use flotilla_proto::headers::{INSTANCE_HEADER, SCHEMA_HEADER, VERSION_HEADER};
 
-/// The response header naming the version of the instance that answered.
-pub const VERSION_HEADER: &str = "x-flotilla-version";
-/// The response header naming the registry id of the instance that answered.
-pub const INSTANCE_HEADER: &str = "x-flotilla-instance";
-/// The response header carrying the schema fingerprint of the version that answered.
-pub const SCHEMA_HEADER: &str = "x-flotilla-schema";
+use tonic::metadata::MetadataMap;
 
 /// The instance that answered a call.
 #[derive(Debug, Clone, PartialEq, Eq)]

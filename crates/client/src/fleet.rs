@@ -9,13 +9,13 @@ use std::{
     collections::{HashMap, HashSet},
     fmt,
     sync::{
-        Arc, Mutex, MutexGuard, PoisonError,
+        Arc, Mutex, MutexGuard, PoisonError, Weak,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, Guard};
 use flotilla_proto::registry::v1::{EndpointSet, ServingStatus};
 use semver::{Version, VersionReq};
 use tokio::{sync::Notify, task::AbortHandle};
@@ -40,10 +40,12 @@ pub(crate) struct Conn {
     healthy: AtomicBool,
     /// Wakes the health watcher after a call failed on this connection, so it probes afresh.
     pub recheck: Notify,
+    /// Weak, so that calls in flight do not keep a dropped channel's tasks alive.
+    fleet: Weak<Fleet>,
 }
 
 impl Conn {
-    fn new(address: &str) -> Result<Self, tonic::transport::Error> {
+    fn new(address: &str, fleet: Weak<Fleet>) -> Result<Self, tonic::transport::Error> {
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
             .tcp_nodelay(true)
             .connect_timeout(DIAL_TIMEOUT)
@@ -58,7 +60,22 @@ impl Conn {
             // first failed call corrects this within moments.
             healthy: AtomicBool::new(true),
             recheck: Notify::new(),
+            fleet,
         })
+    }
+
+    /// The fleet this connection belongs to, unless it is gone.
+    pub fn fleet(&self) -> Option<Arc<Fleet>> {
+        self.fleet.upgrade()
+    }
+
+    /// A call could not reach this instance: stop sending it calls at once, and have its
+    /// health watcher find out when it is back.
+    pub fn call_failed(&self) {
+        if let Some(fleet) = self.fleet() {
+            fleet.set_health(self, false);
+        }
+        self.recheck.notify_one();
     }
 
     pub fn is_healthy(&self) -> bool {
@@ -87,7 +104,10 @@ struct Instance {
 
 /// What calls pick from; replaced whole, never changed in place.
 #[derive(Debug)]
-struct Table {
+pub(crate) struct Table {
+    /// Grows with every rebuild, so channel clones know when their per-position handles are
+    /// stale.
+    pub generation: u64,
     instances: Vec<Instance>,
     /// Each instance's health when the table was built.
     healthy: Vec<bool>,
@@ -99,12 +119,24 @@ struct Table {
 impl Table {
     fn empty() -> Self {
         Self {
+            generation: 0,
             instances: Vec::new(),
             healthy: Vec::new(),
             picker: Picker::new(Vec::new()),
             revision: 0,
             route_applied: false,
         }
+    }
+
+    /// How many endpoints the table has; picks are positions below this.
+    pub fn len(&self) -> usize {
+        self.instances.len()
+    }
+
+    /// The position and connection that `unit` (uniform in `[0, 1)`) picks, if any.
+    pub fn pick(&self, unit: f64) -> Option<(usize, &Arc<Conn>)> {
+        let index = *self.picker.pick(unit)?;
+        Some((index, &self.instances[index].conn))
     }
 }
 
@@ -115,6 +147,7 @@ struct State {
     conns: HashMap<String, (Arc<Conn>, AbortHandle)>,
     revision: u64,
     route_applied: bool,
+    generation: u64,
     /// The task following the registry's endpoint sets.
     follower: Option<AbortHandle>,
 }
@@ -177,7 +210,7 @@ impl Fleet {
             }
             let conn = match state.conns.get(&endpoint.address) {
                 Some((conn, _)) => conn.clone(),
-                None => match Conn::new(&endpoint.address) {
+                None => match Conn::new(&endpoint.address, Arc::downgrade(self)) {
                     Ok(conn) => {
                         let conn = Arc::new(conn);
                         let watcher =
@@ -214,13 +247,14 @@ impl Fleet {
         state.revision += 1;
         state.route_applied = set.route_applied;
         tracing::debug!(service = %self.service, revision = state.revision, endpoints = state.instances.len(), "endpoint set applied");
-        self.rebuild(&state);
+        self.rebuild(&mut state);
     }
 
     /// Rebuilds the table from the state and the current health of each connection. Every
     /// health change is followed by a rebuild under the state lock, so the last table built
     /// always reflects the latest health.
-    fn rebuild(&self, state: &State) {
+    fn rebuild(&self, state: &mut State) {
+        state.generation += 1;
         let healthy: Vec<bool> = state
             .instances
             .iter()
@@ -239,6 +273,7 @@ impl Fleet {
             })
             .collect();
         self.table.store(Arc::new(Table {
+            generation: state.generation,
             instances: state.instances.clone(),
             healthy,
             picker: Picker::new(entries),
@@ -251,15 +286,13 @@ impl Fleet {
     pub fn set_health(&self, conn: &Conn, healthy: bool) {
         if conn.healthy.swap(healthy, Ordering::AcqRel) != healthy {
             tracing::debug!(address = %conn.address, healthy, "endpoint health changed");
-            self.rebuild(&self.state());
+            self.rebuild(&mut self.state());
         }
     }
 
-    /// A call could not reach `conn`: stop sending it calls at once, and have its health
-    /// watcher find out when it is back.
-    pub fn call_failed(&self, conn: &Conn) {
-        self.set_health(conn, false);
-        conn.recheck.notify_one();
+    /// The current table, without locking: what the call path reads.
+    pub fn table(&self) -> Guard<Arc<Table>> {
+        self.table.load()
     }
 
     /// How many serving instances the last set has (for `wait_for_endpoints`), and how many in all.
@@ -292,7 +325,8 @@ impl Fleet {
         }
     }
 
-    fn nothing_to_call(&self, table: &Table) -> tonic::Status {
+    /// The error of a call that finds no instance to go to.
+    pub fn nothing_to_call(&self, table: &Table) -> tonic::Status {
         let known = table.instances.len();
         let serving = table.instances.iter().filter(|i| i.serving).count();
         let counts = if serving == 0 {

@@ -29,11 +29,13 @@
 
 mod answered_by;
 mod backoff;
+mod body;
 mod builder;
 mod channel;
 mod error;
 mod fleet;
 mod follow;
+mod future;
 mod health;
 mod picker;
 mod schema;
@@ -41,6 +43,7 @@ mod snapshot;
 
 pub use answered_by::{AnsweredBy, INSTANCE_HEADER, SCHEMA_HEADER, VERSION_HEADER, answered_by};
 pub use builder::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RETRIES, FleetClient, FleetClientBuilder};
-pub use channel::{BoxError, FleetChannel, ResponseFuture};
+pub use channel::FleetChannel;
 pub use error::ClientError;
+pub use future::{BoxError, ResponseFuture};
 pub use snapshot::{EndpointView, Snapshot};

@@ -14,7 +14,8 @@ use std::{
 use flotilla_client::{FleetChannel, Snapshot};
 use flotilla_proto::testing::v1::{EchoReply, EchoRequest, echo_client::EchoClient};
 use support::{
-    AttemptLog, EchoInstance, TRACEPARENT, TestRegistry, echo_channel, eventually, traced,
+    AttemptLog, EchoInstance, TRACEPARENT, TRACESTATE, TestRegistry, echo_channel, eventually,
+    traced,
 };
 use tokio::task::JoinHandle;
 use tonic::Status;
@@ -187,7 +188,8 @@ async fn a_killed_instance_gets_no_calls_within_a_second_and_no_idempotent_call_
     assert!(
         attempts
             .iter()
-            .all(|a| a.traceparent.as_deref() == Some(TRACEPARENT)),
+            .all(|a| a.traceparent.as_deref() == Some(TRACEPARENT)
+                && a.tracestate.as_deref() == Some(TRACESTATE)),
         "{attempts:?}"
     );
 

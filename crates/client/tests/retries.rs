@@ -8,7 +8,8 @@ use std::collections::HashSet;
 use flotilla_client::FleetClient;
 use flotilla_proto::testing::v1::{DESCRIPTOR_SET, EchoRequest, echo_client::EchoClient};
 use support::{
-    AttemptLog, EchoInstance, SERVICE, TRACEPARENT, TestRegistry, echo_channel, eventually, traced,
+    AttemptLog, EchoInstance, SERVICE, TRACEPARENT, TRACESTATE, TestRegistry, echo_channel,
+    eventually, traced,
 };
 use tonic::Code;
 
@@ -53,7 +54,8 @@ async fn an_unavailable_idempotent_call_is_retried_on_other_instances_with_its_t
     assert!(
         attempts
             .iter()
-            .all(|a| a.traceparent.as_deref() == Some(TRACEPARENT)),
+            .all(|a| a.traceparent.as_deref() == Some(TRACEPARENT)
+                && a.tracestate.as_deref() == Some(TRACESTATE)),
         "{attempts:?}"
     );
 }

@@ -101,4 +101,14 @@ pub mod testing {
     }
 }
 
+/// The request and response headers of the fleet protocol, shared by every server and client.
+pub mod headers {
+    /// Response header: the version of the instance that answered, e.g. `1.1.0`.
+    pub const VERSION_HEADER: &str = "x-flotilla-version";
+    /// Response header: the lowercase hex SHA-256 fingerprint of that version's schema.
+    pub const SCHEMA_HEADER: &str = "x-flotilla-schema";
+    /// Response header: the registry instance id of the instance that answered.
+    pub const INSTANCE_HEADER: &str = "x-flotilla-instance";
+}
+
 pub use prost_types;

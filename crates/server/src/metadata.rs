@@ -1,5 +1,7 @@
 //! Response metadata that tells a caller which version, schema and instance answered.
 
+pub use flotilla_proto::headers::{INSTANCE_HEADER, SCHEMA_HEADER, VERSION_HEADER};
+
 use std::{
     future::Future,
     pin::Pin,
@@ -9,14 +11,6 @@ use std::{
 use http::{HeaderMap, HeaderValue};
 use tokio::sync::watch;
 use tower::{Layer, Service};
-
-/// The response header carrying the serving version, e.g. `1.1.0`.
-pub const VERSION_HEADER: &str = "x-flotilla-version";
-/// The response header carrying the schema fingerprint: lowercase hex SHA-256 of the canonical
-/// descriptor set, as the registry stores it (`Version.schema_fingerprint`).
-pub const SCHEMA_HEADER: &str = "x-flotilla-schema";
-/// The response header carrying the registry's instance id, once the instance is registered.
-pub const INSTANCE_HEADER: &str = "x-flotilla-instance";
 
 /// Adds [`VERSION_HEADER`], [`SCHEMA_HEADER`] and [`INSTANCE_HEADER`] to every response.
 #[derive(Debug, Clone)]

@@ -24,8 +24,14 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("connecting to the registry")?;
     let frontends = [
-        ("frontend 0.9.0 (greeter ^1.0)", FrontendClient::connect(legacy.clone()).await?),
-        ("frontend 1.0.0 (greeter ^1.1)", FrontendClient::connect(current.clone()).await?),
+        (
+            "frontend 0.9.0 (greeter ^1.0)",
+            FrontendClient::connect(legacy.clone()).await?,
+        ),
+        (
+            "frontend 1.0.0 (greeter ^1.1)",
+            FrontendClient::connect(current.clone()).await?,
+        ),
     ];
 
     let reply = frontends[1]
@@ -46,8 +52,14 @@ async fn main() -> anyhow::Result<()> {
 
     let steps: [(&str, &[(&str, u32)]); 3] = [
         ("no route: every serving instance gets an equal share", &[]),
-        ("route greeter 1.0.0:90 / 1.1.0:10", &[("1.0.0", 90), ("1.1.0", 10)]),
-        ("route greeter 1.1.0:100 (the canary is promoted)", &[("1.0.0", 0), ("1.1.0", 100)]),
+        (
+            "route greeter 1.0.0:90 / 1.1.0:10",
+            &[("1.0.0", 90), ("1.1.0", 10)],
+        ),
+        (
+            "route greeter 1.1.0:100 (the canary is promoted)",
+            &[("1.0.0", 0), ("1.1.0", 100)],
+        ),
     ];
     for (title, weights) in steps {
         println!("\n== {title}");
@@ -75,7 +87,10 @@ async fn main() -> anyhow::Result<()> {
                     format!("{version}: {n} ({:.1}%)", 100.0 * *n as f64 / CALLS as f64)
                 })
                 .collect();
-            println!("  {name:<30} {CALLS} calls answered by greeter {}", shown.join(", "));
+            println!(
+                "  {name:<30} {CALLS} calls answered by greeter {}",
+                shown.join(", ")
+            );
         }
     }
     println!("\nfleet tour complete");

@@ -133,6 +133,7 @@ pub struct Attempt {
     pub method: &'static str,
     pub instance_id: String,
     pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
 }
 
 /// Every attempt with a `call_id` that any instance of a test received.
@@ -375,11 +376,14 @@ impl EchoService {
     ) -> Result<Response<EchoReply>, Status> {
         self.served.fetch_add(1, Ordering::SeqCst);
         let instance_id = self.instance_id.get().cloned().unwrap_or_default();
-        let traceparent = request
-            .metadata()
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let header = |name: &str| {
+            request
+                .metadata()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (traceparent, tracestate) = (header("traceparent"), header("tracestate"));
         let request = request.into_inner();
         if !request.call_id.is_empty() {
             self.log.push(Attempt {
@@ -387,6 +391,7 @@ impl EchoService {
                 method,
                 instance_id: instance_id.clone(),
                 traceparent,
+                tracestate,
             });
         }
         if request.hold_ms > 0 {
@@ -461,9 +466,10 @@ pub fn traced(call_id: &str, request: EchoRequest) -> Request<EchoRequest> {
     });
     let metadata = request.metadata_mut();
     metadata.insert("traceparent", TRACEPARENT.parse().unwrap());
-    metadata.insert("tracestate", "flotilla=test".parse().unwrap());
+    metadata.insert("tracestate", TRACESTATE.parse().unwrap());
     request
 }
 
 /// The W3C trace context `traced` requests carry.
 pub const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+pub const TRACESTATE: &str = "flotilla=test";
