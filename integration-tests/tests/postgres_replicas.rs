@@ -53,6 +53,7 @@ async fn a_watch_on_one_replica_sees_changes_made_through_the_other() {
     // One consistent view: B reads what A wrote.
     let resolved = through_b
         .resolve(pb::ResolveRequest {
+            client_schema: Vec::new(),
             service: "greeter".into(),
             requirement: "^1".into(),
         })
@@ -63,6 +64,7 @@ async fn a_watch_on_one_replica_sees_changes_made_through_the_other() {
 
     let mut watch = through_b
         .watch_endpoints(pb::WatchEndpointsRequest {
+            client_schema: Vec::new(),
             service: "greeter".into(),
             requirement: String::new(),
         })

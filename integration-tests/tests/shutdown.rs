@@ -26,6 +26,7 @@ async fn sigterm_drains_watchers_and_the_embedded_store_keeps_its_data() {
         .unwrap();
     let mut watch = client
         .watch_endpoints(pb::WatchEndpointsRequest {
+            client_schema: Vec::new(),
             service: "greeter".into(),
             requirement: String::new(),
         })

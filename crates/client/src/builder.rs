@@ -79,9 +79,10 @@ impl FleetClientBuilder {
         Ok(self)
     }
 
-    /// The encoded FileDescriptorSet the caller was compiled against. Its methods marked
-    /// `idempotency_level = NO_SIDE_EFFECTS` or `IDEMPOTENT` (and not client-streaming) are
-    /// retried. Decoded by `connect`.
+    /// The encoded FileDescriptorSet the caller was compiled against. The registry sends only
+    /// instances of versions whose schema can serve it (no change that makes bytes mean something
+    /// else), and its methods marked `idempotency_level = NO_SIDE_EFFECTS` or `IDEMPOTENT` (and
+    /// not client-streaming) are retried. Decoded by `connect`.
     pub fn caller_schema(mut self, file_descriptor_set: impl Into<Bytes>) -> Self {
         self.caller_schema = Some(file_descriptor_set.into());
         self
@@ -155,6 +156,12 @@ impl FleetClientBuilder {
                 true => String::new(),
                 false => self.requirement.to_string(),
             },
+            // The registry then leaves out versions whose schema would misread the caller's.
+            client_schema: self
+                .caller_schema
+                .clone()
+                .map(Vec::from)
+                .unwrap_or_default(),
         };
         let mut stream = tokio::time::timeout(
             deadline.saturating_sub(started.elapsed()),

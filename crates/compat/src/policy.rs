@@ -216,6 +216,17 @@ fn forward(
     Ok(report)
 }
 
+/// Whether a caller compiled against `caller` can call a server of `server` on the wire: buf's
+/// WIRE rules from the caller's schema to the server's, without the deletion rules — a field or
+/// rpc one side lacks is skipped or answered UNIMPLEMENTED, not misread — so what remains are the
+/// changes that make bytes mean something else (types, cardinality, oneofs, rpc signatures).
+pub fn caller_compatibility(
+    caller: &FileDescriptorSet,
+    server: &FileDescriptorSet,
+) -> Result<Report, CompatError> {
+    forward(server, caller, Category::Wire)
+}
+
 /// buf's rules about elements that disappear (`*_NO_DELETE*`).
 fn is_deletion_rule(rule: &str) -> bool {
     rule.contains("_NO_DELETE")
@@ -512,6 +523,28 @@ mod tests {
         );
         assert_eq!(patch_on_old_line.predecessor, Some(v("1.0.0")));
         assert!(patch_on_old_line.accepted());
+    }
+
+    #[test]
+    fn callers_are_compatible_unless_the_bytes_change_meaning() {
+        let caller = schema(V1_ADDITIVE);
+        assert!(
+            caller_compatibility(&caller, &schema(V1))
+                .unwrap()
+                .violations
+                .is_empty()
+        );
+        assert!(
+            caller_compatibility(&schema(V1), &caller)
+                .unwrap()
+                .violations
+                .is_empty()
+        );
+        let retyped = caller_compatibility(&caller, &schema(V1_BREAKING)).unwrap();
+        assert!(
+            !retyped.violations.is_empty(),
+            "string -> int64 changes the bytes' meaning"
+        );
     }
 
     #[test]

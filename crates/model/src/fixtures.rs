@@ -56,6 +56,14 @@ pub fn greeter_descriptor_set(extra_fields: u32) -> FileDescriptorSet {
     }
 }
 
+/// [`greeter_descriptor_set`] with `HelloRequest.name` an `int64`: bytes that a caller of the
+/// string version would misread (a breaking change under every buf category).
+pub fn greeter_schema_bytes_retyped() -> Vec<u8> {
+    let mut set = greeter_descriptor_set(0);
+    set.file[0].message_type[0].field[0].r#type = Some(Type::Int64 as i32);
+    set.encode_to_vec()
+}
+
 /// [`greeter_descriptor_set`] encoded.
 pub fn greeter_schema_bytes(extra_fields: u32) -> Vec<u8> {
     greeter_descriptor_set(extra_fields).encode_to_vec()

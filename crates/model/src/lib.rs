@@ -28,7 +28,7 @@ pub use records::{
     Artifact, AuditAction, AuditEvent, Dependency, Instance, LifecycleEvent, NewInstance,
     NewService, NewVersion, Route, Service, ServingStatus, VersionRecord, VersionWeight,
 };
-pub use resolve::{Rejection, RejectionReason, Resolution, resolve};
+pub use resolve::{Rejection, RejectionReason, Resolution, resolve, resolve_for_caller};
 pub use schema::{Schema, SchemaError};
 pub use semver::{Version, VersionReq};
 pub use time::Timestamp;

@@ -11,6 +11,19 @@ pub enum RejectionReason {
     Yanked,
     Retired,
     Superseded,
+    SchemaIncompatible,
+}
+
+impl RejectionReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RequirementMismatch => "REQUIREMENT_MISMATCH",
+            Self::Yanked => "YANKED",
+            Self::Retired => "RETIRED",
+            Self::Superseded => "SUPERSEDED",
+            Self::SchemaIncompatible => "SCHEMA_INCOMPATIBLE",
+        }
+    }
 }
 
 /// A version passed over, and why.
@@ -36,6 +49,16 @@ pub fn resolve<'a>(
     versions: impl IntoIterator<Item = (&'a Version, LifecycleState)>,
     requirement: &VersionReq,
 ) -> Resolution {
+    resolve_for_caller(versions, requirement, |_| None)
+}
+
+/// [`resolve`], also passing over versions for which `incompatible` gives a reason (the caller's
+/// schema cannot talk to theirs). It is asked only about versions that would otherwise qualify.
+pub fn resolve_for_caller<'a>(
+    versions: impl IntoIterator<Item = (&'a Version, LifecycleState)>,
+    requirement: &VersionReq,
+    mut incompatible: impl FnMut(&Version) -> Option<String>,
+) -> Resolution {
     let mut versions: Vec<_> = versions.into_iter().collect();
     versions.sort_by(|a, b| b.0.cmp(a.0));
     let mut selected: Option<Version> = None;
@@ -60,6 +83,11 @@ pub fn resolve<'a>(
             rejected.push(rejection(
                 RejectionReason::Retired,
                 format!("{version} is retired"),
+            ));
+        } else if let Some(reason) = selected.is_none().then(|| incompatible(version)).flatten() {
+            rejected.push(rejection(
+                RejectionReason::SchemaIncompatible,
+                format!("{version} cannot serve the caller's schema: {reason}"),
             ));
         } else if let Some(chosen) = &selected {
             rejected.push(rejection(
@@ -131,6 +159,31 @@ mod tests {
         assert_eq!(
             run(&versions, ">=2.0.0-rc.1").selected,
             Some(v("2.0.0-rc.1"))
+        );
+    }
+
+    #[test]
+    fn a_caller_schema_passes_over_versions_it_cannot_talk_to() {
+        let versions = [
+            (v("2.0.0"), Released),
+            (v("1.1.0"), Released),
+            (v("1.0.0"), Released),
+        ];
+        let mut asked = Vec::new();
+        let r = resolve_for_caller(
+            versions.iter().map(|(v, s)| (v, *s)),
+            &VersionReq::STAR,
+            |version| {
+                asked.push(version.to_string());
+                (version.major == 2).then(|| "HelloReply.message changed type".to_owned())
+            },
+        );
+        assert_eq!(r.selected, Some(v("1.1.0")));
+        assert_eq!(r.rejected[0].reason, RejectionReason::SchemaIncompatible);
+        assert_eq!(
+            asked,
+            ["2.0.0", "1.1.0"],
+            "versions below the chosen one are not checked"
         );
     }
 

@@ -99,6 +99,7 @@ async fn report(
     let resolve = calls_per_second(&server.endpoint, options.seconds, |channel| async move {
         RegistryClient::new(channel)
             .resolve(pb::ResolveRequest {
+                client_schema: Vec::new(),
                 service: "greeter".into(),
                 requirement: "^1".into(),
             })
@@ -312,6 +313,7 @@ async fn fan_out(
         tasks.push(tokio::spawn(async move {
             let mut stream = watcher
                 .watch_endpoints(pb::WatchEndpointsRequest {
+                    client_schema: Vec::new(),
                     service: "greeter".into(),
                     requirement: "^1".into(),
                 })

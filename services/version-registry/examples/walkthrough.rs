@@ -79,6 +79,7 @@ async fn main() -> anyhow::Result<()> {
     step("watch greeter endpoints for callers requiring ^1");
     let mut watch = registry
         .watch_endpoints(pb::WatchEndpointsRequest {
+            client_schema: Vec::new(),
             service: "greeter".into(),
             requirement: "^1".into(),
         })
@@ -186,6 +187,7 @@ async fn register(
 async fn resolve(registry: &mut RegistryClient<Channel>, requirement: &str) -> anyhow::Result<()> {
     let resolved = registry
         .resolve(pb::ResolveRequest {
+            client_schema: Vec::new(),
             service: "greeter".into(),
             requirement: requirement.into(),
         })

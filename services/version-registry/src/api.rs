@@ -1,6 +1,6 @@
 //! The flotilla.registry.v1.Registry gRPC service.
 
-use std::{pin::Pin, sync::Arc};
+use std::{collections::HashMap, pin::Pin, sync::Arc};
 
 use flotilla_model::{self as model, InstanceId, Timestamp, select_endpoints};
 use flotilla_proto::registry::v1::{self as pb, registry_server::Registry};
@@ -296,11 +296,30 @@ impl Registry for RegistryApi {
             convert::service_name("service", &req.service).map_err(RegistryError::from)?;
         let requirement =
             convert::requirement("requirement", &req.requirement).map_err(RegistryError::from)?;
-        let (resolution, record) = self
-            .store
-            .resolve(&service, &requirement)
-            .await
-            .map_err(RegistryError::from)?;
+        let (resolution, record) = if req.client_schema.is_empty() {
+            self.store
+                .resolve(&service, &requirement)
+                .await
+                .map_err(RegistryError::from)?
+        } else {
+            let caller = convert::schema("client_schema", &req.client_schema)
+                .map_err(RegistryError::from)?
+                .descriptor_set();
+            // Schemas are needed to judge the caller, so read every record in one consistent read.
+            let records = self
+                .store
+                .list_versions(&service)
+                .await
+                .map_err(RegistryError::from)?;
+            let find = |version: &model::Version| records.iter().find(|r| &r.version == version);
+            let resolution = model::resolve_for_caller(
+                records.iter().map(|r| (&r.version, r.state)),
+                &requirement,
+                |version| find(version).and_then(|r| gate::caller_incompatibility(&caller, r)),
+            );
+            let record = resolution.selected.as_ref().and_then(find).cloned();
+            (resolution, record)
+        };
         let Some(record) = record else {
             return Err(RegistryError::NoEligibleVersion {
                 service,
@@ -427,6 +446,17 @@ impl Registry for RegistryApi {
             .subscribe(&service)
             .await
             .map_err(RegistryError::from)?;
+        let caller = match req.client_schema.as_slice() {
+            [] => None,
+            bytes => Some(CallerFilter {
+                schema: convert::schema("client_schema", bytes)
+                    .map_err(RegistryError::from)?
+                    .descriptor_set(),
+                store: self.store.clone(),
+                verdicts: HashMap::new(),
+            }),
+        };
+
         let state = WatchState {
             service,
             requirement,
@@ -435,6 +465,7 @@ impl Registry for RegistryApi {
             last_sent: None,
             revision: 0,
             done: false,
+            caller,
         };
         Ok(Response::new(Box::pin(futures::stream::unfold(
             state,
@@ -487,6 +518,52 @@ struct WatchState {
     last_sent: Option<pb::EndpointSet>,
     revision: u64,
     done: bool,
+    caller: Option<CallerFilter>,
+}
+
+/// A watcher's schema, and which versions can serve it. Published schemas never change, so each
+/// version is judged once per watcher.
+struct CallerFilter {
+    schema: prost_types::FileDescriptorSet,
+    store: Arc<dyn RegistryStore>,
+    verdicts: HashMap<model::Version, bool>,
+}
+
+impl CallerFilter {
+    /// `snapshot` without the versions the caller cannot talk to. A version whose schema cannot
+    /// be read now is left out and judged again on the next change.
+    async fn filter(
+        &mut self,
+        snapshot: &model::EndpointSnapshot,
+        requirement: &model::VersionReq,
+    ) -> model::EndpointSnapshot {
+        let mut filtered = snapshot.clone();
+        let mut keep = Vec::new();
+        for (version, state) in &snapshot.versions {
+            if !requirement.matches(version) || !state.is_resolvable() {
+                continue;
+            }
+            let verdict = match self.verdicts.get(version) {
+                Some(verdict) => Some(*verdict),
+                None => match self.store.get_version(&snapshot.service, version).await {
+                    Ok(record) => {
+                        let ok = gate::caller_incompatibility(&self.schema, &record).is_none();
+                        self.verdicts.insert(version.clone(), ok);
+                        Some(ok)
+                    }
+                    Err(error) => {
+                        tracing::warn!(%version, %error, "cannot read a schema to judge a watcher");
+                        None
+                    }
+                },
+            };
+            if verdict == Some(true) {
+                keep.push(version.clone());
+            }
+        }
+        filtered.versions.retain(|(v, _)| keep.contains(v));
+        filtered
+    }
 }
 
 impl WatchState {
@@ -513,7 +590,10 @@ impl WatchState {
             if *self.shutdown.borrow() {
                 return None;
             }
-            let snapshot = self.snapshots.borrow_and_update().clone();
+            let mut snapshot = self.snapshots.borrow_and_update().clone();
+            if let Some(caller) = &mut self.caller {
+                snapshot = Arc::new(caller.filter(&snapshot, &self.requirement).await);
+            }
             let selected = select_endpoints(&snapshot, &self.requirement);
             let mut set = convert::endpoint_set(&self.service, &selected, 0);
             let unchanged = self.last_sent.as_ref().is_some_and(|last| {

@@ -366,6 +366,7 @@ pub fn rejection(r: model::Rejection) -> pb::Rejection {
         model::RejectionReason::Yanked => pb::RejectionReason::Yanked,
         model::RejectionReason::Retired => pb::RejectionReason::Retired,
         model::RejectionReason::Superseded => pb::RejectionReason::Superseded,
+        model::RejectionReason::SchemaIncompatible => pb::RejectionReason::SchemaIncompatible,
     };
     pb::Rejection {
         version: r.version.to_string(),

@@ -47,7 +47,7 @@ impl From<RegistryError> for Status {
             } => {
                 for rejection in rejected {
                     details.add_precondition_failure_violation(
-                        format!("{:?}", rejection.reason).to_uppercase(),
+                        rejection.reason.as_str(),
                         format!("{service}@{}", rejection.version),
                         rejection.detail,
                     );

@@ -94,6 +94,27 @@ pub fn evaluate_against(
     )
 }
 
+/// Why a caller compiled against `caller` cannot call `server`'s version, if it cannot: the first
+/// of the changes that would make it misread bytes (see
+/// [`flotilla_compat::policy::caller_compatibility`]).
+pub fn caller_incompatibility(
+    caller: &FileDescriptorSet,
+    server: &VersionRecord,
+) -> Option<String> {
+    match flotilla_compat::policy::caller_compatibility(caller, &server.schema.descriptor_set()) {
+        Ok(report) => report.violations.first().map(|v| {
+            let more = report.violations.len() - 1;
+            let suffix = if more > 0 {
+                format!(" (and {more} more)")
+            } else {
+                String::new()
+            };
+            format!("{}: {}{suffix}", v.rule, v.message)
+        }),
+        Err(error) => Some(error.to_string()),
+    }
+}
+
 /// The version a dry run without a version assumes: one patch above the highest stored version
 /// that is not yanked (0.0.0 when there is none), so every stored version counts as earlier.
 pub fn after_highest(stored: &[VersionRecord]) -> Version {

@@ -140,6 +140,7 @@ async fn bad_inputs_get_the_right_code_and_name_the_field() {
 
     let s = c
         .resolve(pb::ResolveRequest {
+            client_schema: Vec::new(),
             service: "greeter".into(),
             requirement: "^^1".into(),
         })
@@ -261,6 +262,7 @@ async fn resolve_picks_the_highest_eligible_version_and_explains_the_rest() {
     .unwrap();
     let resolved = c
         .resolve(pb::ResolveRequest {
+            client_schema: Vec::new(),
             service: "greeter".into(),
             requirement: "^1".into(),
         })
@@ -282,6 +284,7 @@ async fn resolve_picks_the_highest_eligible_version_and_explains_the_rest() {
     );
     let s = c
         .resolve(pb::ResolveRequest {
+            client_schema: Vec::new(),
             service: "greeter".into(),
             requirement: "^3".into(),
         })
@@ -321,6 +324,7 @@ async fn watchers_are_pushed_instances_routes_expiries_and_shutdown() {
     let mut watch = r
         .client
         .watch_endpoints(pb::WatchEndpointsRequest {
+            client_schema: Vec::new(),
             service: "greeter".into(),
             requirement: "^1".into(),
         })
@@ -575,6 +579,73 @@ async fn check_compatibility_dry_runs_the_publish_gate() {
     assert_eq!(
         (s.code(), bad_field(&s).as_str()),
         (Code::InvalidArgument, "file_descriptor_set")
+    );
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn a_caller_schema_keeps_callers_off_versions_that_would_misread_it() {
+    let mut r = Registry::start().await;
+    r.seed().await; // 1.0.0, 1.1.0, 2.0.0 with 0, 1, 2 extra fields: all wire-compatible
+    let mut retyped = publish("3.0.0", 0);
+    retyped.file_descriptor_set = flotilla_model::fixtures::greeter_schema_bytes_retyped();
+    r.client.publish_version(retyped).await.unwrap();
+    let caller = greeter_schema_bytes(1);
+
+    let resolved = r
+        .client
+        .resolve(pb::ResolveRequest {
+            service: "greeter".into(),
+            requirement: String::new(),
+            client_schema: caller.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resolved.selected.unwrap().version, "2.0.0");
+    let incompatible = &resolved.rejected[0];
+    assert_eq!(
+        (incompatible.version.as_str(), incompatible.reason),
+        ("3.0.0", pb::RejectionReason::SchemaIncompatible as i32)
+    );
+    assert!(
+        incompatible.detail.contains("FIELD_WIRE_COMPATIBLE_TYPE"),
+        "{}",
+        incompatible.detail
+    );
+
+    let mut watch = r
+        .client
+        .watch_endpoints(pb::WatchEndpointsRequest {
+            service: "greeter".into(),
+            requirement: String::new(),
+            client_schema: caller,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    next_set(&mut watch).await;
+    r.register("3.0.0", 7030, 10_000).await;
+    r.register("1.1.0", 7011, 10_000).await;
+    let set = next_set(&mut watch).await;
+    assert_eq!(
+        versions_and_weights(&set),
+        [("1.1.0".into(), 1)],
+        "3.0.0 is never offered"
+    );
+
+    let s = r
+        .client
+        .resolve(pb::ResolveRequest {
+            service: "greeter".into(),
+            requirement: String::new(),
+            client_schema: b"\xff".to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (s.code(), bad_field(&s).as_str()),
+        (Code::InvalidArgument, "client_schema")
     );
     r.stop().await;
 }
