@@ -17,14 +17,19 @@ mkdir -p "$state_dir"
 rm -f "$state_dir"/registry.sqlite* "$state_dir"/*.log "$state_dir"/*.out
 
 pids=()
+# Stops everything started, callers first (the registry last), and waits for each to exit.
 stop_all() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  local i
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill -TERM "${pids[$i]}" 2>/dev/null || true
+    wait "${pids[$i]}" 2>/dev/null || true
+  done
 }
 trap stop_all EXIT
 
-# start NAME COMMAND...: runs COMMAND with stdout to NAME.out and stderr to NAME.log, waits for
-# its "... listening on ADDR" line and prints ADDR.
+# start NAME COMMAND...: runs COMMAND with stdout to NAME.out and stderr to NAME.log, records its
+# pid for the cleanup, waits for its "... listening on ADDR" line and sets $address to ADDR. Not
+# called in a subshell: the pid must reach stop_all.
 start() {
   local name=$1; shift
   "$@" >"$state_dir/$name.out" 2>"$state_dir/$name.log" &
@@ -32,7 +37,7 @@ start() {
   pids+=("$pid")
   for _ in $(seq 1 150); do
     if grep -q " listening on " "$state_dir/$name.out" 2>/dev/null; then
-      sed -n 's/.* listening on //p' "$state_dir/$name.out" | head -n 1
+      address=$(sed -n 's/.* listening on //p' "$state_dir/$name.out" | head -n 1)
       return 0
     fi
     if ! kill -0 "$pid" 2>/dev/null; then
@@ -50,19 +55,21 @@ cargo build --release --quiet --bin version-registry --bin demo-greeter --bin de
 bin=target/release
 
 echo "== starting the suite on the embedded store ($state_dir/registry.sqlite); logs in $state_dir/"
-start registry "$bin/version-registry" --listen "$listen" --data-file "$state_dir/registry.sqlite" >/dev/null
-echo "   version-registry    $listen"
+start registry "$bin/version-registry" --listen "$listen" --data-file "$state_dir/registry.sqlite"
+echo "   version-registry    $address"
 for n in 1 2; do
-  address=$(start "greeter-1.0.0-$n" "$bin/demo-greeter" --registry "$registry" --release 1.0.0)
+  start "greeter-1.0.0-$n" "$bin/demo-greeter" --registry "$registry" --release 1.0.0
   echo "   greeter 1.0.0 #$n    $address"
 done
-address=$(start "greeter-1.1.0" "$bin/demo-greeter" --registry "$registry" --release 1.1.0)
+start "greeter-1.1.0" "$bin/demo-greeter" --registry "$registry" --release 1.1.0
 echo "   greeter 1.1.0       $address"
-legacy=$(start "frontend-0.9.0" "$bin/demo-frontend" --registry "$registry" --version 0.9.0 \
-  --greeter-requirement "^1.0")
+start "frontend-0.9.0" "$bin/demo-frontend" --registry "$registry" --version 0.9.0 \
+  --greeter-requirement "^1.0"
+legacy=$address
 echo "   frontend 0.9.0      $legacy  (accepts greeter ^1.0)"
-current=$(start "frontend-1.0.0" "$bin/demo-frontend" --registry "$registry" --version 1.0.0 \
-  --greeter-requirement "^1.1")
+start "frontend-1.0.0" "$bin/demo-frontend" --registry "$registry" --version 1.0.0 \
+  --greeter-requirement "^1.1"
+current=$address
 echo "   frontend 1.0.0      $current  (needs greeter ^1.1)"
 
 "$bin/examples/fleet_tour" "$registry" "http://$legacy" "http://$current"
