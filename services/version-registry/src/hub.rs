@@ -31,11 +31,11 @@ impl EndpointHub {
     /// Starts the hub's reload task, which runs until `shutdown` turns true.
     pub fn start(store: Arc<dyn RegistryStore>, shutdown: watch::Receiver<bool>) -> Self {
         let hub = Self {
-            // Subscribe before anything is loaded, so no announcement falls between a load and
-            // the subscription.
             store,
             channels: Arc::default(),
         };
+        // Subscribe before anything is loaded, so no announcement falls between a load and the
+        // subscription.
         let changes = hub.store.subscribe();
         tokio::spawn(hub.clone().reload_loop(changes, shutdown));
         hub
@@ -59,11 +59,6 @@ impl EndpointHub {
         let (sender, receiver) = watch::channel(Arc::new(snapshot));
         channels.insert(service.clone(), sender);
         Ok(receiver)
-    }
-
-    /// How many services have live watch channels (for metrics and tests).
-    pub async fn watched_services(&self) -> usize {
-        self.channels.lock().await.len()
     }
 
     async fn reload_loop(
