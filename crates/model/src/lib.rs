@@ -11,6 +11,7 @@ mod lifecycle;
 mod names;
 mod records;
 mod resolve;
+mod rollout;
 mod schema;
 mod time;
 mod validate;
@@ -29,6 +30,11 @@ pub use records::{
     NewService, NewVersion, Route, Service, ServingStatus, VersionRecord, VersionWeight,
 };
 pub use resolve::{Rejection, RejectionReason, Resolution, resolve, resolve_for_caller};
+pub use rollout::{
+    AnalysisSpec, AnalysisView, CanaryStep, EventKind, Figure, Gate, Halt, Health, InstanceView,
+    Millis, NewRolloutEvent, PlanStep, Promotion, Revision, Role, Rollout, RolloutEvent, RolloutId,
+    RolloutState, Strategy, Verdict,
+};
 pub use schema::{Schema, SchemaError};
 pub use semver::{Version, VersionReq};
 pub use time::Timestamp;

@@ -6,8 +6,23 @@ use crate::validate::InvalidField;
 
 /// A service name: a DNS label (RFC 1123) that starts with a letter, so it can be a hostname, a
 /// Kubernetes object name and a container name as it is.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct ServiceName(String);
+
+impl TryFrom<String> for ServiceName {
+    type Error = InvalidField;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        Self::parse("service", &text)
+    }
+}
+
+impl From<ServiceName> for String {
+    fn from(name: ServiceName) -> Self {
+        name.0
+    }
+}
 
 /// Debug prints the quoted name, as messages that use `{:?}` want it.
 impl fmt::Debug for ServiceName {
@@ -67,12 +82,7 @@ impl InstanceId {
         if text.is_empty() {
             return Err(InvalidField::new(field, "is required"));
         }
-        let is_uuid = text.len() == 36
-            && text.char_indices().all(|(i, c)| match i {
-                8 | 13 | 18 | 23 => c == '-',
-                _ => c.is_ascii_hexdigit() && !c.is_ascii_uppercase(),
-            });
-        if !is_uuid {
+        if !is_lowercase_uuid(text) {
             return Err(InvalidField::new(
                 field,
                 format!("{text:?} is not an instance id (a lowercase UUID)"),
@@ -88,6 +98,15 @@ impl InstanceId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// True for a UUID in its canonical lowercase text form.
+pub(crate) fn is_lowercase_uuid(text: &str) -> bool {
+    text.len() == 36
+        && text.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit() && !c.is_ascii_uppercase(),
+        })
 }
 
 impl fmt::Display for InstanceId {

@@ -2,7 +2,10 @@
 
 /// Milliseconds since the Unix epoch. The registry passes "now" into every store call, so that
 /// lease expiry is decided by one clock per request and tests can move time by hand.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct Timestamp(pub i64);
 
 impl Timestamp {

@@ -19,6 +19,20 @@ pub mod registry {
     }
 }
 
+/// `flotilla.rollout.v1`: the rollout orchestrator.
+pub mod rollout {
+    pub mod v1 {
+        #![allow(missing_docs, clippy::all, missing_debug_implementations)]
+        tonic::include_proto!("flotilla.rollout.v1");
+
+        /// The orchestrator API's FileDescriptorSet, with imports and source info.
+        pub const DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(
+            env!("OUT_DIR"),
+            "/flotilla.rollout.v1.descriptor.binpb"
+        ));
+    }
+}
+
 /// The sample fleet's APIs.
 pub mod demo {
     /// `demo.frontend.v1`: the sample fleet's consumer of the greeter.

@@ -1,6 +1,6 @@
 //! The store's errors. The registry maps each variant to one gRPC code in one place.
 
-use flotilla_model::{IllegalTransition, InstanceId, ServiceName, Timestamp, Version};
+use flotilla_model::{IllegalTransition, InstanceId, RolloutId, ServiceName, Timestamp, Version};
 
 /// One reason a publish gate refused a version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +55,22 @@ pub enum StoreError {
     Precondition { field: String, message: String },
     #[error("publish refused: {0}")]
     Rejected(GateRejection),
+    #[error("rollout {0} does not exist")]
+    RolloutNotFound(RolloutId),
+    #[error("service {service:?} already has rollout {active} in progress")]
+    RolloutActive {
+        service: ServiceName,
+        active: RolloutId,
+    },
+    /// Someone else wrote the rollout since it was read: read it again and redo the change.
+    #[error("rollout {id} changed since it was read (generation {expected}, now {found})")]
+    RolloutConflict {
+        id: RolloutId,
+        expected: u64,
+        found: u64,
+    },
+    #[error("{holder} does not hold the lease on service {service:?}")]
+    LeaseLost { service: ServiceName, holder: String },
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
     #[error("the store failed: {0}")]

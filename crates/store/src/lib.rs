@@ -13,6 +13,7 @@
 mod error;
 mod postgres;
 mod records;
+mod rollouts;
 mod sqlite;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -29,6 +30,7 @@ use tokio::sync::broadcast;
 
 pub use error::{GateRejection, GateViolation, StoreError};
 pub use postgres::{PostgresConfig, PostgresStore};
+pub use rollouts::{Fence, RolloutChange, RolloutQuery, RolloutStore};
 pub use sqlite::SqliteStore;
 
 /// Who is making a change, and when: recorded in the audit log and lifecycle history.

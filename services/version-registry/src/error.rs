@@ -153,7 +153,12 @@ fn store_status(error: StoreError, message: String, mut details: ErrorDetails) -
             Code::FailedPrecondition
         }
         StoreError::Unavailable(_) => Code::Unavailable,
-        StoreError::Internal(_) => {
+        // The registry never touches the orchestrator's tables.
+        StoreError::RolloutNotFound(_)
+        | StoreError::RolloutActive { .. }
+        | StoreError::RolloutConflict { .. }
+        | StoreError::LeaseLost { .. }
+        | StoreError::Internal(_) => {
             tracing::error!(error = %message, "store failure");
             Code::Internal
         }
