@@ -4,6 +4,7 @@
 pub mod fleet;
 pub mod peers;
 pub mod process;
+pub mod rollout;
 
 /// PostgreSQL test databases, shared with the store's contract suite.
 pub use flotilla_store::testing as postgres;

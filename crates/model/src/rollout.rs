@@ -376,6 +376,9 @@ pub struct Rollout {
     pub to_version: Version,
     pub strategy: Strategy,
     pub replicas: u32,
+    /// Instances of the stable version when it started: what an abort restores.
+    #[serde(default)]
+    pub stable_replicas: u32,
     pub analysis: AnalysisSpec,
     pub health_deadline_ms: u64,
     pub progress_deadline_ms: u64,

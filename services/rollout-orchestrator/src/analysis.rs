@@ -1,0 +1,351 @@
+//! The analysis gate: every interval, the Prometheus metrics of each instance of both versions
+//! are read straight from the instances, and the calls of the interval (deltas between two reads)
+//! are compared: the new version's error ratio against the stable one's, and its p99 latency.
+//!
+//! Missing data is never a pass: an interval in which the new version served fewer than
+//! `min_requests` calls is INCONCLUSIVE and its calls are carried into the next interval.
+
+use std::{collections::HashMap, time::Duration};
+
+use flotilla_model::{AnalysisSpec, AnalysisView, Figure, Timestamp, Verdict, Version};
+use crate::shim_scrape::scrape::{self, CallStats};
+
+/// How long one instance may take to answer a metrics read.
+const SCRAPE_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// The calls of one version over one window, reduced to what the gate compares.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Window {
+    pub requests: f64,
+    pub errors: f64,
+    pub p99_ms: Option<f64>,
+}
+
+impl Window {
+    fn of(stats: &CallStats) -> Self {
+        Self {
+            requests: stats.requests,
+            errors: stats.errors,
+            p99_ms: stats.quantile(0.99).map(|seconds| seconds * 1000.0),
+        }
+    }
+
+    fn error_ratio(&self) -> f64 {
+        if self.requests > 0.0 {
+            self.errors / self.requests
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Keeps the previous read of every instance and the calls not yet judged.
+#[derive(Debug)]
+pub struct Analyzer {
+    spec: AnalysisSpec,
+    /// The last read of each instance, by address.
+    previous: HashMap<String, CallStats>,
+    /// Calls since the last conclusive interval, by version.
+    pending: HashMap<Version, CallStats>,
+    /// The stable version's last conclusive figures, for intervals in which it had too few calls.
+    baseline: Option<Window>,
+}
+
+impl Analyzer {
+    pub fn new(spec: AnalysisSpec) -> Self {
+        Self {
+            spec,
+            previous: HashMap::new(),
+            pending: HashMap::new(),
+            baseline: None,
+        }
+    }
+
+    /// Forgets the reads, so the next measurement starts a fresh window (after a pause in traffic).
+    pub fn reset(&mut self) {
+        self.previous.clear();
+        self.pending.clear();
+    }
+
+    /// Reads every instance in `targets` (version, address) and judges the interval. None when
+    /// this read only sets the starting point.
+    pub async fn measure(
+        &mut self,
+        stable: Option<&Version>,
+        new: &Version,
+        targets: &[(Version, String)],
+        prior: Option<&AnalysisView>,
+    ) -> Option<AnalysisView> {
+        let reads = futures::future::join_all(targets.iter().map(|(version, address)| async move {
+            let read = scrape::fetch(address, SCRAPE_TIMEOUT).await;
+            (version, address, read)
+        }))
+        .await;
+
+        let mut sources = Vec::new();
+        let mut any_delta = false;
+        for (version, address, read) in reads {
+            match read {
+                Ok(samples) => {
+                    let now = CallStats::from_samples(&samples, &version.to_string());
+                    // A new instance's counters started with the instance, so its first read is
+                    // all canary traffic; a stable instance's first read only sets the start.
+                    let delta = match self.previous.get(address.as_str()) {
+                        Some(before) => Some(now.delta(before)),
+                        None if version == new => Some(now.clone()),
+                        None => None,
+                    };
+                    if let Some(delta) = delta {
+                        self.pending
+                            .entry(version.clone())
+                            .and_modify(|sum| sum.add(&delta))
+                            .or_insert(delta);
+                        any_delta = true;
+                    }
+                    self.previous.insert(address.clone(), now);
+                    sources.push(format!("{address} ({version})"));
+                }
+                Err(error) => sources.push(format!("{address} ({version}): unreadable: {error}")),
+            }
+        }
+        let query = format!(
+            "{} and {} read from /metrics of {}",
+            scrape::HANDLED_TOTAL,
+            scrape::HANDLING_SECONDS,
+            sources.join(", ")
+        );
+        if !any_delta && self.pending.is_empty() {
+            return None;
+        }
+        let new_window = self.pending.get(new).map(Window::of);
+        let stable_window = stable.and_then(|v| self.pending.get(v)).map(Window::of);
+        let view = judge(
+            &self.spec,
+            new,
+            stable,
+            new_window,
+            stable_window,
+            self.baseline,
+            prior,
+            query,
+        );
+        if view.verdict != Verdict::Inconclusive {
+            if let Some(window) = stable_window.filter(|w| w.requests >= self.spec.min_requests as f64) {
+                self.baseline = Some(window);
+            }
+            self.pending.clear();
+        }
+        Some(view)
+    }
+}
+
+/// The verdict on one interval, with the running counts carried from `prior`.
+#[allow(clippy::too_many_arguments)]
+pub fn judge(
+    spec: &AnalysisSpec,
+    new_version: &Version,
+    stable_version: Option<&Version>,
+    new: Option<Window>,
+    stable: Option<Window>,
+    baseline: Option<Window>,
+    prior: Option<&AnalysisView>,
+    query: String,
+) -> AnalysisView {
+    let (mut failures, mut inconclusive, mut passes) = prior.map_or((0, 0, 0), |p| {
+        (p.failures, p.inconclusive_in_a_row, p.passes_in_a_row)
+    });
+    let new = new.unwrap_or(Window {
+        requests: 0.0,
+        errors: 0.0,
+        p99_ms: None,
+    });
+    let stable_name = stable_version.map_or_else(|| "none".to_owned(), Version::to_string);
+    // The stable side's own interval when it had enough calls, else its last good one.
+    let reference = stable
+        .filter(|w| w.requests >= spec.min_requests as f64)
+        .or(baseline);
+
+    let mut figures = vec![Figure {
+        name: "requests".into(),
+        version: new_version.to_string(),
+        value: new.requests,
+        threshold: spec.min_requests as f64,
+    }];
+    if new.requests < spec.min_requests as f64 {
+        inconclusive += 1;
+        passes = 0;
+        return AnalysisView {
+            verdict: Verdict::Inconclusive,
+            figures,
+            query,
+            time: Timestamp::now(),
+            failures,
+            inconclusive_in_a_row: inconclusive,
+            passes_in_a_row: passes,
+        };
+    }
+
+    let stable_ratio = reference.map_or(0.0, |w| w.error_ratio());
+    let ratio_limit = stable_ratio + spec.max_error_ratio_increase;
+    figures.push(Figure {
+        name: "error_ratio".into(),
+        version: new_version.to_string(),
+        value: new.error_ratio(),
+        threshold: ratio_limit,
+    });
+    if let Some(reference) = reference {
+        figures.push(Figure {
+            name: "error_ratio".into(),
+            version: stable_name.clone(),
+            value: reference.error_ratio(),
+            threshold: 0.0,
+        });
+    }
+    let mut failed = new.error_ratio() > ratio_limit;
+
+    let stable_p99 = reference.and_then(|w| w.p99_ms);
+    if let Some(p99) = new.p99_ms {
+        // Without a stable p99 there is nothing to compare with; the figure is still shown.
+        let limit = stable_p99.map_or(0.0, |s| (s * spec.max_p99_ratio).max(spec.p99_floor_ms));
+        figures.push(Figure {
+            name: "p99_ms".into(),
+            version: new_version.to_string(),
+            value: p99,
+            threshold: limit,
+        });
+        if let Some(s) = stable_p99 {
+            figures.push(Figure {
+                name: "p99_ms".into(),
+                version: stable_name,
+                value: s,
+                threshold: 0.0,
+            });
+        }
+        if limit > 0.0 && p99 > limit {
+            failed = true;
+        }
+    }
+
+    inconclusive = 0;
+    let verdict = if failed {
+        failures += 1;
+        passes = 0;
+        Verdict::Failed
+    } else {
+        passes += 1;
+        Verdict::Passed
+    };
+    AnalysisView {
+        verdict,
+        figures,
+        query,
+        time: Timestamp::now(),
+        failures,
+        inconclusive_in_a_row: inconclusive,
+        passes_in_a_row: passes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(requests: f64, errors: f64, p99_ms: f64) -> Option<Window> {
+        Some(Window {
+            requests,
+            errors,
+            p99_ms: Some(p99_ms),
+        })
+    }
+
+    fn verdict(new: Option<Window>, stable: Option<Window>, baseline: Option<Window>) -> AnalysisView {
+        judge(
+            &AnalysisSpec::default(),
+            &Version::new(1, 1, 0),
+            Some(&Version::new(1, 0, 0)),
+            new,
+            stable,
+            baseline,
+            None,
+            "q".into(),
+        )
+    }
+
+    #[test]
+    fn a_new_version_as_good_as_the_stable_one_passes() {
+        let view = verdict(window(100.0, 0.0, 5.0), window(900.0, 0.0, 4.0), None);
+        assert_eq!(view.verdict, Verdict::Passed);
+        assert_eq!(view.passes_in_a_row, 1);
+    }
+
+    #[test]
+    fn errors_above_the_stable_ratio_plus_the_allowance_fail() {
+        // 2% against 0.5% with a 1-point allowance: 0.02 > 0.015.
+        let view = verdict(window(100.0, 2.0, 5.0), window(1000.0, 5.0, 5.0), None);
+        assert_eq!(view.verdict, Verdict::Failed);
+        assert_eq!(view.failures, 1);
+        let ratio = view
+            .figures
+            .iter()
+            .find(|f| f.name == "error_ratio" && f.version == "1.1.0")
+            .unwrap();
+        assert_eq!(ratio.value, 0.02);
+        assert!((ratio.threshold - 0.015).abs() < 1e-12);
+    }
+
+    #[test]
+    fn too_few_calls_are_inconclusive_never_a_pass() {
+        let view = verdict(window(3.0, 0.0, 1.0), window(1000.0, 0.0, 1.0), None);
+        assert_eq!(view.verdict, Verdict::Inconclusive);
+        assert_eq!(view.inconclusive_in_a_row, 1);
+        let none = verdict(None, window(1000.0, 0.0, 1.0), None);
+        assert_eq!(none.verdict, Verdict::Inconclusive);
+    }
+
+    #[test]
+    fn latency_fails_only_above_both_the_ratio_and_the_floor() {
+        // 30 ms vs 10 ms: above 1.5× but the limit is the 25 ms floor → 30 > 25 fails.
+        assert_eq!(verdict(window(100.0, 0.0, 30.0), window(100.0, 0.0, 10.0), None).verdict, Verdict::Failed);
+        // 20 ms vs 10 ms: above 1.5× yet under the floor: noise, passes.
+        assert_eq!(verdict(window(100.0, 0.0, 20.0), window(100.0, 0.0, 10.0), None).verdict, Verdict::Passed);
+        // 140 ms vs 100 ms: under 1.5×.
+        assert_eq!(verdict(window(100.0, 0.0, 140.0), window(100.0, 0.0, 100.0), None).verdict, Verdict::Passed);
+    }
+
+    #[test]
+    fn a_quiet_stable_side_is_replaced_by_its_last_good_figures() {
+        let baseline = window(500.0, 0.0, 10.0);
+        let view = verdict(window(100.0, 0.0, 40.0), window(2.0, 0.0, 1.0), baseline);
+        assert_eq!(view.verdict, Verdict::Failed, "{view:?}");
+        let view = verdict(window(100.0, 0.0, 40.0), window(2.0, 0.0, 1.0), None);
+        assert_eq!(view.verdict, Verdict::Passed, "no reference: latency not judged");
+    }
+
+    #[test]
+    fn counts_carry_over_from_the_prior_measurement() {
+        let prior = verdict(window(3.0, 0.0, 1.0), None, None);
+        let next = judge(
+            &AnalysisSpec::default(),
+            &Version::new(1, 1, 0),
+            None,
+            window(1.0, 0.0, 1.0),
+            None,
+            None,
+            Some(&prior),
+            "q".into(),
+        );
+        assert_eq!(next.inconclusive_in_a_row, 2);
+        let failed = verdict(window(100.0, 50.0, 1.0), None, None);
+        let again = judge(
+            &AnalysisSpec::default(),
+            &Version::new(1, 1, 0),
+            None,
+            window(100.0, 50.0, 1.0),
+            None,
+            None,
+            Some(&failed),
+            "q".into(),
+        );
+        assert_eq!((again.failures, again.passes_in_a_row), (2, 0));
+    }
+}

@@ -1,0 +1,120 @@
+//! The orchestrator's settings: flags, each with an environment fallback and a default that works
+//! on a laptop.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Parser, ValueEnum};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50061";
+pub const DEFAULT_REGISTRY: &str = "http://127.0.0.1:50051";
+pub const DEFAULT_DATA_FILE: &str = "flotilla-orchestrator.sqlite";
+pub const DEFAULT_STATE_DIR: &str = "flotilla-instances";
+pub const DEFAULT_LEASE_TTL_MS: u64 = 5_000;
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
+
+/// The Flotilla rollout orchestrator.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "rollout-orchestrator", version, about)]
+pub struct Config {
+    /// Address to serve gRPC on; port 0 picks a free port (the chosen address is printed).
+    #[arg(long, env = "FLOTILLA_ORCHESTRATOR_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+
+    /// The version registry's URL.
+    #[arg(long, env = "FLOTILLA_REGISTRY", default_value = DEFAULT_REGISTRY)]
+    pub registry: String,
+
+    /// PostgreSQL URL for the rollout store. When unset, the embedded store is used.
+    #[arg(long, env = "FLOTILLA_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// The embedded store's file, used when no database URL is given; ":memory:" keeps nothing.
+    #[arg(long, env = "FLOTILLA_ORCHESTRATOR_DATA_FILE", default_value = DEFAULT_DATA_FILE)]
+    pub data_file: PathBuf,
+
+    /// Where the local-process platform keeps a record and the log of each instance it starts.
+    /// Orchestrators that share a store must share this directory too.
+    #[arg(long, env = "FLOTILLA_ORCHESTRATOR_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+
+    /// Directories searched first for an artifact's program (then PATH).
+    #[arg(long = "bin-dir", env = "FLOTILLA_ORCHESTRATOR_BIN_DIRS", value_delimiter = ':')]
+    pub bin_dirs: Vec<PathBuf>,
+
+    /// The host instances listen on and are reached at.
+    #[arg(long, env = "FLOTILLA_ORCHESTRATOR_INSTANCE_HOST", default_value = "127.0.0.1")]
+    pub instance_host: String,
+
+    /// How long a service's lease lasts without renewal, in milliseconds: the longest a rollout
+    /// waits for another orchestrator after its owner died.
+    #[arg(long, env = "FLOTILLA_ORCHESTRATOR_LEASE_TTL_MS", default_value_t = DEFAULT_LEASE_TTL_MS,
+          value_parser = clap::value_parser!(u64).range(300..=300_000))]
+    pub lease_ttl_ms: u64,
+
+    /// This orchestrator's name in leases and events; default: host name, process id and a
+    /// random suffix.
+    #[arg(long, env = "FLOTILLA_ORCHESTRATOR_ID")]
+    pub id: Option<String>,
+
+    /// After SIGTERM/SIGINT, how long open calls may finish, in milliseconds.
+    #[arg(long, env = "FLOTILLA_SHUTDOWN_GRACE_MS", default_value_t = DEFAULT_SHUTDOWN_GRACE_MS)]
+    pub shutdown_grace_ms: u64,
+
+    /// Log format on stderr.
+    #[arg(long, env = "FLOTILLA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Config {
+    pub fn lease_ttl(&self) -> Duration {
+        Duration::from_millis(self.lease_ttl_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    /// The name this process holds leases under.
+    pub fn holder_id(&self) -> String {
+        self.id.clone().unwrap_or_else(|| {
+            let host = nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "orchestrator".into());
+            let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+            format!("{host}/{}/{suffix}", std::process::id())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_work_on_a_laptop() {
+        let config = Config::try_parse_from(["rollout-orchestrator"]).unwrap();
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.lease_ttl(), Duration::from_secs(5));
+        assert!(config.database_url.is_none());
+    }
+
+    #[test]
+    fn holder_ids_differ_between_processes_of_one_host() {
+        let config = Config::try_parse_from(["rollout-orchestrator"]).unwrap();
+        assert_ne!(config.holder_id(), config.holder_id());
+        let named = Config::try_parse_from(["rollout-orchestrator", "--id", "a"]).unwrap();
+        assert_eq!(named.holder_id(), "a");
+    }
+
+    #[test]
+    fn a_lease_below_300_ms_is_refused() {
+        assert!(Config::try_parse_from(["rollout-orchestrator", "--lease-ttl-ms", "10"]).is_err());
+    }
+}

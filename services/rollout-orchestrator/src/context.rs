@@ -1,0 +1,22 @@
+//! What the API, the supervisor and every controller share.
+
+use std::{sync::Arc, time::Duration};
+
+use flotilla_store::RolloutStore;
+use tokio::sync::Notify;
+
+use crate::{platform::Platform, registry::Registry};
+
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub store: Arc<dyn RolloutStore>,
+    pub registry: Registry,
+    pub platform: Arc<dyn Platform>,
+    /// This orchestrator's name in leases and events.
+    pub holder: String,
+    pub lease_ttl: Duration,
+    /// How long after a revision was replaced a rollback to it takes the emergency path.
+    pub rollback_window: Duration,
+    /// Wakes the supervisor (a rollout was created here).
+    pub wake: Arc<Notify>,
+}

@@ -1,0 +1,486 @@
+//! The embedded platform: each instance is a local process started from the artifact's command.
+//!
+//! The command's arguments may name `{listen}` (host:port), `{host}`, `{port}` and `{registry}`;
+//! the driver picks a free port, fills them in, and also sets `FLOTILLA_LISTEN` and
+//! `FLOTILLA_REGISTRY`. Each instance leaves a record in `<state dir>/records/<service>/<pid>.json`
+//! (with the process's start time, so a reused pid is not mistaken for it) and its output in
+//! `<state dir>/logs/`. The records are how a restarted orchestrator finds the instances it
+//! started: processes outlive the orchestrator, as pods outlive a Kubernetes controller.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use flotilla_model::{Artifact, RolloutId, ServiceName, Version};
+use nix::{sys::signal::Signal, unistd::Pid};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::{InstanceSpec, Platform, PlatformError, PlatformInstance};
+
+/// How long a stopped instance may drain before it is killed.
+const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
+/// How often a process we did not start (found after a restart) is checked for exit.
+const EXIT_POLL: Duration = Duration::from_millis(25);
+
+#[derive(Debug, Clone)]
+pub struct LocalProcessPlatform {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    state_dir: PathBuf,
+    bin_dirs: Vec<PathBuf>,
+    host: String,
+    registry: String,
+    stop_grace: Duration,
+    /// Exit flags of the processes this orchestrator spawned (and so must reap).
+    children: Mutex<HashMap<u32, watch::Receiver<bool>>>,
+}
+
+/// What the driver remembers about an instance, on disk.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Record {
+    pid: u32,
+    /// Clock ticks since boot when the process started (/proc/PID/stat field 22).
+    start_ticks: u64,
+    service: ServiceName,
+    version: Version,
+    address: String,
+    rollout: Option<RolloutId>,
+    command: Vec<String>,
+}
+
+impl LocalProcessPlatform {
+    pub fn new(state_dir: PathBuf, bin_dirs: Vec<PathBuf>, host: &str, registry: &str) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                state_dir,
+                bin_dirs,
+                host: host.to_owned(),
+                registry: registry.to_owned(),
+                stop_grace: DEFAULT_STOP_GRACE,
+                children: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    fn records_dir(&self, service: &ServiceName) -> PathBuf {
+        self.inner.state_dir.join("records").join(service.as_str())
+    }
+
+    fn resolve_program(&self, program: &str) -> PathBuf {
+        if program.contains('/') {
+            return PathBuf::from(program);
+        }
+        self.inner
+            .bin_dirs
+            .iter()
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+            .unwrap_or_else(|| PathBuf::from(program))
+    }
+
+    async fn find_record(&self, pid: u32) -> Result<Option<(PathBuf, Record)>, PlatformError> {
+        let records = self.inner.state_dir.join("records");
+        let mut services = match tokio::fs::read_dir(&records).await {
+            Ok(dir) => dir,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(records_error(&records, e)),
+        };
+        while let Some(entry) = services
+            .next_entry()
+            .await
+            .map_err(|e| records_error(&records, e))?
+        {
+            let path = entry.path().join(format!("{pid}.json"));
+            if let Some(record) = read_record(&path).await? {
+                return Ok(Some((path, record)));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn wait_for_exit(&self, pid: u32, within: Duration) -> bool {
+        let child = self.inner.children.lock().ok().and_then(|c| c.get(&pid).cloned());
+        let exited = async {
+            match child {
+                Some(mut exited) => {
+                    let _ = exited.wait_for(|exited| *exited).await;
+                }
+                None => {
+                    while process_alive(pid, None) {
+                        tokio::time::sleep(EXIT_POLL).await;
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(within, exited).await.is_ok()
+    }
+}
+
+#[async_trait]
+impl Platform for LocalProcessPlatform {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn check(
+        &self,
+        service: &ServiceName,
+        version: &Version,
+        artifact: &Artifact,
+    ) -> Result<(), PlatformError> {
+        let unrunnable = |reason: String| PlatformError::Unrunnable {
+            service: service.clone(),
+            version: version.clone(),
+            reason,
+        };
+        let Some(program) = artifact.command.first() else {
+            return Err(unrunnable(
+                "its artifact has no command, and the local platform runs commands".into(),
+            ));
+        };
+        let resolved = self.resolve_program(program);
+        let found = if resolved.components().count() > 1 {
+            resolved.is_file()
+        } else {
+            std::env::var_os("PATH").is_some_and(|path| {
+                std::env::split_paths(&path).any(|dir| dir.join(&resolved).is_file())
+            })
+        };
+        if !found {
+            return Err(unrunnable(format!(
+                "its artifact's program {program:?} is not in the orchestrator's --bin-dir \
+                 directories or PATH"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn start(&self, spec: &InstanceSpec) -> Result<PlatformInstance, PlatformError> {
+        self.check(&spec.service, &spec.version, &spec.artifact)?;
+        let what = format!("{}@{}", spec.service, spec.version);
+        let start_error = |source| PlatformError::Start {
+            what: what.clone(),
+            source,
+        };
+        let port = free_port(&self.inner.host).await.map_err(start_error)?;
+        let listen = format!("{}:{port}", self.inner.host);
+        let command: Vec<String> = spec
+            .artifact
+            .command
+            .iter()
+            .map(|arg| {
+                arg.replace("{listen}", &listen)
+                    .replace("{host}", &self.inner.host)
+                    .replace("{port}", &port.to_string())
+                    .replace("{registry}", &self.inner.registry)
+            })
+            .collect();
+
+        let logs = self.inner.state_dir.join("logs");
+        let records = self.records_dir(&spec.service);
+        for dir in [&logs, &records] {
+            tokio::fs::create_dir_all(dir).await.map_err(start_error)?;
+        }
+        let log_path = logs.join(format!("{}-{}-{port}.log", spec.service, spec.version));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(start_error)?;
+        let log_err = log.try_clone().map_err(start_error)?;
+
+        let mut child = tokio::process::Command::new(self.resolve_program(&command[0]))
+            .args(&command[1..])
+            .env("FLOTILLA_LISTEN", &listen)
+            .env("FLOTILLA_REGISTRY", &self.inner.registry)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            // Instances outlive the orchestrator, like pods outlive their controller.
+            .kill_on_drop(false)
+            .spawn()
+            .map_err(start_error)?;
+        let pid = child.id().ok_or_else(|| {
+            start_error(std::io::Error::other("the process exited before it was seen"))
+        })?;
+        let start_ticks = process_start_ticks(pid).unwrap_or(0);
+
+        let (exited_tx, exited_rx) = watch::channel(false);
+        if let Ok(mut children) = self.inner.children.lock() {
+            children.insert(pid, exited_rx);
+        }
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            tracing::info!(pid, ?status, "instance process exited");
+            let _ = exited_tx.send(true);
+            if let Ok(mut children) = inner.children.lock() {
+                children.remove(&pid);
+            }
+        });
+
+        let record = Record {
+            pid,
+            start_ticks,
+            service: spec.service.clone(),
+            version: spec.version.clone(),
+            address: listen.clone(),
+            rollout: Some(spec.rollout.clone()),
+            command,
+        };
+        write_record(&records.join(format!("{pid}.json")), &record)
+            .await
+            .map_err(start_error)?;
+        tracing::info!(%what, pid, address = %listen, log = %log_path.display(), "instance started");
+        Ok(record.into_instance())
+    }
+
+    async fn stop(&self, handle: &str) -> Result<(), PlatformError> {
+        let pid: u32 = handle.parse().map_err(|_| PlatformError::Stop {
+            handle: handle.to_owned(),
+            reason: "not a process id".into(),
+        })?;
+        let Some((path, record)) = self.find_record(pid).await? else {
+            return Ok(());
+        };
+        if process_alive(pid, Some(record.start_ticks)) {
+            signal(pid, Signal::SIGTERM);
+            if !self.wait_for_exit(pid, self.inner.stop_grace).await {
+                tracing::warn!(pid, grace = ?self.inner.stop_grace, "instance did not stop; killing it");
+                signal(pid, Signal::SIGKILL);
+                if !self.wait_for_exit(pid, Duration::from_secs(5)).await {
+                    return Err(PlatformError::Stop {
+                        handle: handle.to_owned(),
+                        reason: "still running 5 s after SIGKILL".into(),
+                    });
+                }
+            }
+        }
+        remove_record(&path).await;
+        tracing::info!(pid, service = %record.service, version = %record.version, "instance stopped");
+        Ok(())
+    }
+
+    async fn list(&self, service: &ServiceName) -> Result<Vec<PlatformInstance>, PlatformError> {
+        let dir = self.records_dir(service);
+        let mut entries = match tokio::fs::read_dir(&dir).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(records_error(&dir, e)),
+        };
+        let mut live = Vec::new();
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|e| records_error(&dir, e))?
+        {
+            let path = entry.path();
+            let Some(record) = read_record(&path).await? else {
+                continue;
+            };
+            if process_alive(record.pid, Some(record.start_ticks)) {
+                live.push(record.into_instance());
+            } else {
+                remove_record(&path).await;
+            }
+        }
+        live.sort_by(|a, b| a.version.cmp(&b.version).then(a.address.cmp(&b.address)));
+        Ok(live)
+    }
+}
+
+impl Record {
+    fn into_instance(self) -> PlatformInstance {
+        PlatformInstance {
+            handle: self.pid.to_string(),
+            service: self.service,
+            version: self.version,
+            address: self.address,
+            rollout: self.rollout,
+        }
+    }
+}
+
+fn records_error(path: &Path, error: std::io::Error) -> PlatformError {
+    PlatformError::Records(format!("{}: {error}", path.display()))
+}
+
+async fn read_record(path: &Path) -> Result<Option<Record>, PlatformError> {
+    match tokio::fs::read(path).await {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| PlatformError::Records(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(records_error(path, e)),
+    }
+}
+
+/// Written to a temporary name and renamed, so a crash never leaves half a record.
+async fn write_record(path: &Path, record: &Record) -> std::io::Result<()> {
+    let temporary = path.with_extension("json.tmp");
+    let bytes = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
+    tokio::fs::write(&temporary, bytes).await?;
+    tokio::fs::rename(&temporary, path).await
+}
+
+async fn remove_record(path: &Path) {
+    if let Err(error) = tokio::fs::remove_file(path).await
+        && error.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %path.display(), %error, "cannot remove an instance record");
+    }
+}
+
+/// A port nobody listens on now. Another process could take it before the instance binds it;
+/// the instance then fails to start and the health deadline reports it.
+async fn free_port(host: &str) -> std::io::Result<u16> {
+    let listener = tokio::net::TcpListener::bind((host, 0)).await?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn signal(pid: u32, signal: Signal) {
+    let Ok(raw) = i32::try_from(pid) else { return };
+    if let Err(error) = nix::sys::signal::kill(Pid::from_raw(raw), signal) {
+        tracing::debug!(pid, %error, ?signal, "signal not delivered");
+    }
+}
+
+/// /proc/PID/stat after the command name: state is the first field, start time the 20th.
+fn stat_fields(pid: u32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let mut fields = after_name.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let start_ticks = fields.nth(18)?.parse().ok()?;
+    Some((state, start_ticks))
+}
+
+fn process_start_ticks(pid: u32) -> Option<u64> {
+    stat_fields(pid).map(|(_, ticks)| ticks)
+}
+
+/// Alive, not a zombie, and (when known) the same process that was started, not a reused pid.
+fn process_alive(pid: u32, start_ticks: Option<u64>) -> bool {
+    match stat_fields(pid) {
+        Some(('Z' | 'X', _)) | None => false,
+        Some((_, ticks)) => start_ticks.is_none_or(|expected| expected == 0 || expected == ticks),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn platform(dir: &Path) -> LocalProcessPlatform {
+        LocalProcessPlatform::new(
+            dir.to_path_buf(),
+            Vec::new(),
+            "127.0.0.1",
+            "http://127.0.0.1:1",
+        )
+    }
+
+    fn spec(command: &[&str]) -> InstanceSpec {
+        InstanceSpec {
+            service: ServiceName::parse("service", "sleeper").unwrap(),
+            version: Version::new(1, 0, 0),
+            artifact: Artifact {
+                image: String::new(),
+                command: command.iter().map(|s| s.to_string()).collect(),
+            },
+            rollout: RolloutId::from_trusted("0f8fad5b-d9cb-469f-a165-70867728950e".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn starts_lists_and_stops_a_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let platform = platform(dir.path());
+        // `sh -c` sees the filled-in placeholders as its positional parameters.
+        let started = platform
+            .start(&spec(&[
+                "sh",
+                "-c",
+                "echo listening on $0 for $1; exec sleep 30",
+                "{listen}",
+                "{registry}",
+            ]))
+            .await
+            .unwrap();
+        let service = ServiceName::parse("service", "sleeper").unwrap();
+        let listed = platform.list(&service).await.unwrap();
+        assert_eq!(listed, vec![started.clone()]);
+        assert!(started.address.starts_with("127.0.0.1:"));
+
+        platform.stop(&started.handle).await.unwrap();
+        assert!(platform.list(&service).await.unwrap().is_empty());
+        let pid: u32 = started.handle.parse().unwrap();
+        assert!(!process_alive(pid, None));
+        // Stopping again is not an error.
+        platform.stop(&started.handle).await.unwrap();
+
+        let log = std::fs::read_dir(dir.path().join("logs"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let output = std::fs::read_to_string(log).unwrap();
+        assert_eq!(
+            output.trim(),
+            format!("listening on {} for http://127.0.0.1:1", started.address)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_restarted_driver_finds_and_stops_what_an_earlier_one_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let started = platform(dir.path())
+            .start(&spec(&["sleep", "30"]))
+            .await
+            .unwrap();
+        let successor = platform(dir.path());
+        let service = ServiceName::parse("service", "sleeper").unwrap();
+        assert_eq!(successor.list(&service).await.unwrap(), vec![started.clone()]);
+        successor.stop(&started.handle).await.unwrap();
+        assert!(successor.list(&service).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_exited_process_leaves_the_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let platform = platform(dir.path());
+        platform.start(&spec(&["true"])).await.unwrap();
+        let service = ServiceName::parse("service", "sleeper").unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !platform.list(&service).await.unwrap().is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "still listed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[test]
+    fn an_artifact_without_a_command_or_program_is_refused_before_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let platform = platform(dir.path());
+        let s = spec(&[]);
+        let error = platform
+            .check(&s.service, &s.version, &s.artifact)
+            .unwrap_err();
+        assert!(error.to_string().contains("has no command"), "{error}");
+        let s = spec(&["no-such-program-anywhere"]);
+        let error = platform
+            .check(&s.service, &s.version, &s.artifact)
+            .unwrap_err();
+        assert!(error.to_string().contains("no-such-program-anywhere"), "{error}");
+    }
+}

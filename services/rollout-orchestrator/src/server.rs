@@ -1,0 +1,130 @@
+//! Assembles the orchestrator: store, registry client, platform, supervisor, the gRPC API,
+//! health and reflection.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use flotilla_proto::rollout::v1::orchestrator_server::OrchestratorServer;
+use flotilla_store::{PostgresConfig, PostgresStore, RolloutStore, SqliteStore, StoreError};
+use tokio::{net::TcpListener, sync::watch};
+use tonic::transport::server::TcpIncoming;
+
+use crate::{
+    api::OrchestratorApi, config::Config, context::Context, platform::LocalProcessPlatform,
+    registry::Registry, supervisor,
+};
+
+/// How long after a revision was replaced a rollback to it skips steps and analysis.
+pub const ROLLBACK_WINDOW: Duration = Duration::from_secs(600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("opening the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("the registry URL: {0}")]
+    Registry(tonic::transport::Error),
+    #[error("building reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("serving gRPC: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Opens the store the configuration names: PostgreSQL when a URL is given, else the embedded
+/// file.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn RolloutStore>, StoreError> {
+    match &config.database_url {
+        Some(url) => Ok(Arc::new(
+            PostgresStore::connect(PostgresConfig::new(url)).await?,
+        )),
+        None if config.data_file.as_os_str() == ":memory:" => {
+            Ok(Arc::new(SqliteStore::open_in_memory().await?))
+        }
+        None => Ok(Arc::new(SqliteStore::open(&config.data_file).await?)),
+    }
+}
+
+/// Serves the orchestrator on `listener` until `shutdown` completes. Controllers stop and
+/// release their leases, so a peer orchestrator takes their rollouts over at once; the instances
+/// keep running.
+pub async fn serve(
+    config: &Config,
+    store: Arc<dyn RolloutStore>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let registry = Registry::new(&config.registry).map_err(ServeError::Registry)?;
+    let platform = Arc::new(LocalProcessPlatform::new(
+        config.state_dir.clone(),
+        config.bin_dirs.clone(),
+        &config.instance_host,
+        &config.registry,
+    ));
+    let ctx = Context {
+        store,
+        registry,
+        platform,
+        holder: config.holder_id(),
+        lease_ttl: config.lease_ttl(),
+        rollback_window: ROLLBACK_WINDOW,
+        wake: Arc::default(),
+    };
+    tracing::info!(holder = %ctx.holder, registry = %config.registry, "orchestrator starting");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let supervisor = tokio::spawn(supervisor::supervise(ctx.clone(), stop_rx.clone()));
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<OrchestratorServer<OrchestratorApi>>()
+        .await;
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let api = OrchestratorServer::new(OrchestratorApi::new(ctx, stop_rx));
+
+    let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
+    let drain = async {
+        shutdown.await;
+        tracing::info!("shutting down: draining calls, releasing leases");
+        health
+            .set_not_serving::<OrchestratorServer<OrchestratorApi>>()
+            .await;
+        let _ = stop_tx.send(true);
+        let _ = draining_tx.send(());
+    };
+    let server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(api)
+        .serve_with_incoming_shutdown(incoming(listener), drain);
+    let grace = config.shutdown_grace();
+    let grace_expired = async {
+        if draining_rx.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = server => served?,
+        _ = grace_expired => {
+            tracing::warn!(?grace, "connections still open after the grace period; closing them");
+        }
+    }
+    let _ = supervisor.await;
+    Ok(())
+}
+
+/// Accepted connections with Nagle's algorithm off (see the registry's server.rs).
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(Duration::from_secs(60)))
+}
+
+/// Reflection for the orchestrator, health, and the google.rpc error details it sends.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(flotilla_proto::rollout::v1::DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+}
