@@ -213,7 +213,7 @@ async fn postgres_stores_starting_together_migrate_once() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(applied, 1, "V1 is recorded once");
+    assert_eq!(applied, 2, "V1 and V2 are recorded once each");
     drop((stores, db));
     database.drop_database().await.unwrap();
 }
