@@ -9,6 +9,11 @@
 //! The store owns the rules that must hold under concurrency (immutability of published versions,
 //! the lifecycle state machine, references between services, versions and instances); the
 //! registry service validates request shapes before calling it.
+//!
+//! Both stores also implement the orchestrator's [`RolloutStore`]: rollouts with their events,
+//! revisions and per-service leases, in tables that reference none of the registry's (so the
+//! orchestrator may use a database of its own), announced on
+//! [`RolloutStore::subscribe_rollouts`].
 
 mod error;
 mod postgres;

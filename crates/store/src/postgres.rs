@@ -4,7 +4,8 @@
 //! from this process or another, are checked against each other. Announcements travel through
 //! LISTEN/NOTIFY: a transaction queues `pg_notify` for each service it changed, PostgreSQL delivers
 //! it only if the transaction commits, and every store (this one included) hears it on its LISTEN
-//! connection. Nothing is announced locally, so a watcher hears each change once.
+//! connection. Nothing is announced locally, so a watcher hears each change once. Rollouts are
+//! announced the same way, on a channel of their own.
 
 use std::{collections::HashMap, fmt, str::FromStr, sync::Arc, time::Duration};
 
@@ -15,9 +16,9 @@ use deadpool_postgres::{
 };
 use flotilla_model::{
     AuditAction, AuditEvent, CompatibilityPolicy, EndpointSnapshot, Instance, InstanceId,
-    LifecycleEvent, LifecycleState, NewInstance, NewService, NewVersion, Resolution, Route, Schema,
-    Service, ServiceName, ServingStatus, Timestamp, Version, VersionRecord, VersionReq,
-    VersionWeight,
+    LifecycleEvent, LifecycleState, NewInstance, NewService, NewVersion, Resolution, RolloutId,
+    Route, Schema, Service, ServiceName, ServingStatus, Timestamp, Version, VersionRecord,
+    VersionReq, VersionWeight,
 };
 use futures::{StreamExt, stream::BoxStream};
 use tokio::sync::{broadcast, oneshot};
@@ -29,9 +30,11 @@ use tokio_postgres::{
 
 use crate::{
     Change, EXPIRED_INSTANCE_RETENTION_MS, Mutation, PublishGate, Published, RegistryStore,
-    StoreError,
+    RolloutChange, StoreError,
     records::{self, PublishPlan, detail},
 };
+
+mod rollouts;
 
 mod embedded {
     refinery::embed_migrations!("migrations/postgres");
@@ -39,6 +42,9 @@ mod embedded {
 
 /// The NOTIFY channel every store LISTENs on; a payload is the name of a changed service.
 const CHANNEL: &str = "flotilla_registry";
+
+/// The NOTIFY channel of rollouts, on the same LISTEN session; a payload is a rollout id.
+const ROLLOUT_CHANNEL: &str = "flotilla_rollouts";
 
 /// The advisory lock that serializes migration runs ("flotilla" in ASCII). Advisory locks are
 /// scoped to one database, so registries on other databases of the server do not wait for it.
@@ -190,7 +196,7 @@ pub struct PostgresStore {
     /// The database URL with its password hidden, for logs.
     shown_url: Arc<str>,
     pool: Pool,
-    changes: broadcast::Sender<Change>,
+    announcements: Announcements,
     /// Dropped with the last clone, which tells the LISTEN task to stop.
     _stop_listening: Arc<oneshot::Sender<()>>,
 }
@@ -262,15 +268,20 @@ impl PostgresStore {
         let pg = driver_config(&config)?;
         migrate(&pg).await?;
         let pool = build_pool(&pg, &config)?;
-        let (changes, _) = broadcast::channel(1024);
+        let announcements = Announcements::new();
         let listen_config = listener_config(&pg);
-        let session = Listening::open(&listen_config, &changes).await?;
+        let session = Listening::open(&listen_config, &announcements).await?;
         let (stop, stopped) = oneshot::channel();
-        tokio::spawn(listen(listen_config, session, changes.clone(), stopped));
+        tokio::spawn(listen(
+            listen_config,
+            session,
+            announcements.clone(),
+            stopped,
+        ));
         Ok(Self {
             shown_url: redact_password(&config.url).into(),
             pool,
-            changes,
+            announcements,
             _stop_listening: Arc::new(stop),
         })
     }
@@ -345,7 +356,24 @@ async fn migrate(pg: &tokio_postgres::Config) -> Result<(), StoreError> {
 
 type Messages = BoxStream<'static, Result<AsyncMessage, tokio_postgres::Error>>;
 
-/// A session LISTENing on [`CHANNEL`]. It only makes progress while `messages` is polled.
+/// Where the LISTEN session forwards what it hears.
+#[derive(Clone)]
+struct Announcements {
+    changes: broadcast::Sender<Change>,
+    rollouts: broadcast::Sender<RolloutChange>,
+}
+
+impl Announcements {
+    fn new() -> Self {
+        Self {
+            changes: broadcast::channel(1024).0,
+            rollouts: broadcast::channel(1024).0,
+        }
+    }
+}
+
+/// A session LISTENing on [`CHANNEL`] and [`ROLLOUT_CHANNEL`]. It only makes progress while
+/// `messages` is polled.
 struct Listening {
     /// Held because dropping the client ends the session.
     _client: tokio_postgres::Client,
@@ -355,13 +383,18 @@ struct Listening {
 impl Listening {
     async fn open(
         pg: &tokio_postgres::Config,
-        changes: &broadcast::Sender<Change>,
+        announcements: &Announcements,
     ) -> Result<Self, StoreError> {
         let (client, mut connection) = pg.connect(NoTls).await?;
         let mut messages: Messages =
             futures::stream::poll_fn(move |cx| connection.poll_message(cx)).boxed();
-        let statement = format!("LISTEN {CHANNEL}");
-        drive(client.batch_execute(&statement), &mut messages, changes).await??;
+        let statement = format!("LISTEN {CHANNEL}; LISTEN {ROLLOUT_CHANNEL}");
+        drive(
+            client.batch_execute(&statement),
+            &mut messages,
+            announcements,
+        )
+        .await??;
         Ok(Self {
             _client: client,
             messages,
@@ -369,10 +402,10 @@ impl Listening {
     }
 
     /// Forwards notifications until the session ends, and says why it ended.
-    async fn run(&mut self, changes: &broadcast::Sender<Change>) -> StoreError {
+    async fn run(&mut self, announcements: &Announcements) -> StoreError {
         loop {
             match self.messages.next().await {
-                Some(Ok(message)) => forward(message, changes),
+                Some(Ok(message)) => forward(message, announcements),
                 Some(Err(e)) => return e.into(),
                 None => return StoreError::Unavailable("the LISTEN connection closed".into()),
             }
@@ -384,14 +417,14 @@ impl Listening {
 async fn drive<F: Future>(
     request: F,
     messages: &mut Messages,
-    changes: &broadcast::Sender<Change>,
+    announcements: &Announcements,
 ) -> Result<F::Output, StoreError> {
     tokio::pin!(request);
     loop {
         tokio::select! {
             output = &mut request => return Ok(output),
             message = messages.next() => match message {
-                Some(Ok(message)) => forward(message, changes),
+                Some(Ok(message)) => forward(message, announcements),
                 Some(Err(e)) => return Err(e.into()),
                 None => return Err(StoreError::Unavailable("the LISTEN connection closed".into())),
             },
@@ -399,13 +432,22 @@ async fn drive<F: Future>(
     }
 }
 
-fn forward(message: AsyncMessage, changes: &broadcast::Sender<Change>) {
+fn forward(message: AsyncMessage, announcements: &Announcements) {
     match message {
+        // An error from `send` only means nobody is subscribed right now.
         AsyncMessage::Notification(n) if n.channel() == CHANNEL => {
-            // An error only means nobody is subscribed right now.
-            let _ = changes.send(Change::Service(ServiceName::from_trusted(
-                n.payload().to_owned(),
-            )));
+            let _ = announcements
+                .changes
+                .send(Change::Service(ServiceName::from_trusted(
+                    n.payload().to_owned(),
+                )));
+        }
+        AsyncMessage::Notification(n) if n.channel() == ROLLOUT_CHANNEL => {
+            let _ = announcements
+                .rollouts
+                .send(RolloutChange::Rollout(RolloutId::from_trusted(
+                    n.payload().to_owned(),
+                )));
         }
         AsyncMessage::Notice(notice) => {
             tracing::debug!(notice = %notice, "postgres notice on the LISTEN connection");
@@ -419,33 +461,34 @@ fn forward(message: AsyncMessage, changes: &broadcast::Sender<Change>) {
 async fn listen(
     pg: tokio_postgres::Config,
     mut session: Listening,
-    changes: broadcast::Sender<Change>,
+    announcements: Announcements,
     mut stop: oneshot::Receiver<()>,
 ) {
     loop {
         tokio::select! {
             biased;
             _ = &mut stop => return,
-            lost = session.run(&changes) => {
+            lost = session.run(&announcements) => {
                 tracing::warn!(error = %lost, "lost the postgres LISTEN connection; reconnecting");
             }
         }
         session = tokio::select! {
             biased;
             _ = &mut stop => return,
-            session = reconnect(&pg, &changes) => session,
+            session = reconnect(&pg, &announcements) => session,
         };
-        tracing::info!("listening for registry changes again");
+        tracing::info!("listening for registry and rollout changes again");
         // Whatever was committed while the session was down was announced to nobody.
-        let _ = changes.send(Change::All);
+        let _ = announcements.changes.send(Change::All);
+        let _ = announcements.rollouts.send(RolloutChange::All);
     }
 }
 
-async fn reconnect(pg: &tokio_postgres::Config, changes: &broadcast::Sender<Change>) -> Listening {
+async fn reconnect(pg: &tokio_postgres::Config, announcements: &Announcements) -> Listening {
     let mut delay = FIRST_RETRY;
     loop {
         tokio::time::sleep(delay).await;
-        match Listening::open(pg, changes).await {
+        match Listening::open(pg, announcements).await {
             Ok(session) => return session,
             Err(e) => {
                 delay = (delay * 2).min(MAX_RETRY);
@@ -1383,7 +1426,7 @@ impl RegistryStore for PostgresStore {
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Change> {
-        self.changes.subscribe()
+        self.announcements.changes.subscribe()
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

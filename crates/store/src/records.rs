@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use flotilla_model::{
     Artifact, CompatibilityMode, CompatibilityPolicy, Dependency, LifecycleState, NewInstance,
-    NewVersion, RuleCategory, ServiceName, ServingStatus, Version, VersionRecord, VersionReq,
-    VersionWeight,
+    NewRolloutEvent, NewVersion, Rollout, RolloutEvent, RolloutId, RolloutState, RuleCategory,
+    ServiceName, ServingStatus, Timestamp, Version, VersionRecord, VersionReq, VersionWeight,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -134,6 +134,154 @@ pub(crate) fn parse_policy(mode: &str, category: &str) -> Result<CompatibilityPo
 
 pub(crate) fn new_instance_id() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+// ---- rollouts --------------------------------------------------------------------------------
+
+/// The states of [`RolloutState::is_active`], as the SQL of both stores and their
+/// `rollouts_one_active_per_service` index name them.
+pub(crate) const ACTIVE_ROLLOUT_STATES: &str = "'PROGRESSING', 'PAUSED', 'ABORTING'";
+
+/// The rows a page of `list_rollouts` holds when the query asks for 0, and the most it holds.
+const DEFAULT_ROLLOUT_PAGE: u32 = 100;
+const MAX_ROLLOUT_PAGE: u32 = 1000;
+
+pub(crate) fn rollout_page_size(limit: u32) -> i64 {
+    i64::from(match limit {
+        0 => DEFAULT_ROLLOUT_PAGE,
+        n => n.min(MAX_ROLLOUT_PAGE),
+    })
+}
+
+/// A rollout as its `document` column holds it.
+pub(crate) fn rollout_to_json(rollout: &Rollout) -> Result<String, StoreError> {
+    let text = serde_json::to_string(rollout).map_err(|e| {
+        StoreError::Internal(format!("rollout {} cannot be stored: {e}", rollout.id))
+    })?;
+    // serde_json writes a NaN or infinite figure as null, which does not read back as a number:
+    // refusing the write keeps one bad measurement from making the rollout unreadable for good.
+    if let Err(e) = serde_json::from_str::<Rollout>(&text) {
+        return Err(StoreError::Internal(format!(
+            "rollout {} cannot be stored: it would not read back ({e}); are all figures finite?",
+            rollout.id
+        )));
+    }
+    Ok(text)
+}
+
+/// A rollout from its `document` and `generation` columns. The column is the generation: the
+/// store bumps it without rewriting anything else it does not have to.
+pub(crate) fn rollout_from_json(text: &str, generation: i64) -> Result<Rollout, StoreError> {
+    let mut rollout: Rollout = serde_json::from_str(text).map_err(|e| corrupt("rollout", e))?;
+    rollout.generation = stored_count("rollout generation", generation)?;
+    Ok(rollout)
+}
+
+pub(crate) fn event_to_json(event: &NewRolloutEvent) -> Result<String, StoreError> {
+    let text = serde_json::to_string(event)
+        .map_err(|e| StoreError::Internal(format!("a rollout event cannot be stored: {e}")))?;
+    if let Err(e) = serde_json::from_str::<NewRolloutEvent>(&text) {
+        return Err(StoreError::Internal(format!(
+            "a rollout event cannot be stored: it would not read back ({e}); are all figures \
+             finite?"
+        )));
+    }
+    Ok(text)
+}
+
+pub(crate) fn event_from_json(text: &str, sequence: i64) -> Result<RolloutEvent, StoreError> {
+    let event: NewRolloutEvent =
+        serde_json::from_str(text).map_err(|e| corrupt("rollout event", e))?;
+    Ok(RolloutEvent {
+        sequence: stored_count("rollout event sequence", sequence)?,
+        time: event.time,
+        kind: event.kind,
+        message: event.message,
+        halt: event.halt,
+        step_index: event.step_index,
+    })
+}
+
+pub(crate) fn parse_rollout_state(text: &str) -> Result<RolloutState, StoreError> {
+    RolloutState::parse(text).ok_or_else(|| corrupt("rollout state", text))
+}
+
+/// A generation, sequence or revision number from a BIGINT column.
+pub(crate) fn stored_count(what: &str, value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|e| corrupt(what, e))
+}
+
+/// A generation, sequence or revision number for a BIGINT column.
+pub(crate) fn count_column(what: &str, value: u64) -> Result<i64, StoreError> {
+    i64::try_from(value)
+        .map_err(|_| StoreError::Internal(format!("{what} {value} is out of range")))
+}
+
+/// What an update reads of the stored rollout, locked, before deciding.
+pub(crate) struct StoredRollout {
+    pub(crate) service: ServiceName,
+    pub(crate) state: RolloutState,
+    pub(crate) generation: u64,
+}
+
+/// What an update transaction writes, once [`plan_rollout_update`] accepted it.
+pub(crate) struct RolloutUpdate {
+    /// The rollout as stored, but for `revision` when `succeeds`.
+    pub(crate) rollout: Rollout,
+    /// The update makes the rollout succeed: record the service's next revision.
+    pub(crate) succeeds: bool,
+    /// The update makes the rollout active again: another active rollout of the service refuses
+    /// it.
+    pub(crate) reactivates: bool,
+}
+
+/// Decides an update from the stored rollout: compare-and-set on the generation.
+pub(crate) fn plan_rollout_update(
+    rollout: &Rollout,
+    stored: &StoredRollout,
+    now: Timestamp,
+) -> Result<RolloutUpdate, StoreError> {
+    if rollout.service != stored.service {
+        return Err(StoreError::precondition(
+            "service",
+            format!(
+                "rollout {} is of service {:?}; a rollout cannot move to another service",
+                rollout.id,
+                stored.service.as_str()
+            ),
+        ));
+    }
+    if rollout.generation != stored.generation {
+        return Err(StoreError::RolloutConflict {
+            id: rollout.id.clone(),
+            expected: rollout.generation,
+            found: stored.generation,
+        });
+    }
+    let mut next = rollout.clone();
+    next.generation = stored.generation + 1;
+    next.updated = now;
+    Ok(RolloutUpdate {
+        succeeds: stored.state != RolloutState::Succeeded
+            && rollout.state == RolloutState::Succeeded,
+        reactivates: !stored.state.is_active() && rollout.state.is_active(),
+        rollout: next,
+    })
+}
+
+/// The refusal of a fenced write whose holder does not hold the service's lease.
+pub(crate) fn lease_lost(service: &ServiceName, holder: &str) -> StoreError {
+    StoreError::LeaseLost {
+        service: service.clone(),
+        holder: holder.to_owned(),
+    }
+}
+
+pub(crate) fn rollout_active(service: &ServiceName, active: String) -> StoreError {
+    StoreError::RolloutActive {
+        service: service.clone(),
+        active: RolloutId::from_trusted(active),
+    }
 }
 
 // ---- rules -----------------------------------------------------------------------------------
@@ -301,5 +449,35 @@ pub(crate) mod detail {
             .map(|w| (w.version.to_string(), w.weight))
             .collect();
         json!({"weights": map}).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_active_states_in_sql_are_the_models() {
+        let all = [
+            RolloutState::Progressing,
+            RolloutState::Paused,
+            RolloutState::Aborting,
+            RolloutState::Aborted,
+            RolloutState::Succeeded,
+        ];
+        for state in all {
+            assert_eq!(
+                ACTIVE_ROLLOUT_STATES.contains(&format!("'{}'", state.as_str())),
+                state.is_active(),
+                "{state}"
+            );
+        }
+    }
+
+    #[test]
+    fn rollout_pages_default_to_100_and_hold_at_most_1000() {
+        assert_eq!(rollout_page_size(0), 100);
+        assert_eq!(rollout_page_size(7), 7);
+        assert_eq!(rollout_page_size(5000), 1000);
     }
 }

@@ -18,9 +18,11 @@ use tokio::sync::broadcast;
 
 use crate::{
     Change, EXPIRED_INSTANCE_RETENTION_MS, Mutation, PublishGate, Published, RegistryStore,
-    StoreError,
+    RolloutChange, StoreError,
     records::{self, PublishPlan, detail},
 };
+
+mod rollouts;
 
 mod embedded {
     refinery::embed_migrations!("migrations/sqlite");
@@ -31,6 +33,7 @@ mod embedded {
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     changes: broadcast::Sender<Change>,
+    rollout_changes: broadcast::Sender<RolloutChange>,
     location: Arc<str>,
 }
 
@@ -93,9 +96,11 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Internal(e.to_string()))??;
         let (changes, _) = broadcast::channel(1024);
+        let (rollout_changes, _) = broadcast::channel(1024);
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             changes,
+            rollout_changes,
             location: location.into(),
         })
     }
@@ -114,14 +119,16 @@ impl SqliteStore {
         .map_err(|e| StoreError::Internal(e.to_string()))?
     }
 
-    /// Runs `f` in one IMMEDIATE transaction, commits, then announces the changed services.
-    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// Runs `f` in one IMMEDIATE transaction and commits; returns what `f` returned and what it
+    /// said it changed.
+    async fn transact<T, C, F>(&self, f: F) -> Result<(T, Vec<C>), StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection, &mut Vec<ServiceName>) -> Result<T, StoreError> + Send + 'static,
+        C: Send + 'static,
+        F: FnOnce(&Connection, &mut Vec<C>) -> Result<T, StoreError> + Send + 'static,
     {
         let conn = self.conn.clone();
-        let (value, changed) = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut changed = Vec::new();
@@ -130,7 +137,16 @@ impl SqliteStore {
             Ok::<_, StoreError>((value, changed))
         })
         .await
-        .map_err(|e| StoreError::Internal(e.to_string()))??;
+        .map_err(|e| StoreError::Internal(e.to_string()))?
+    }
+
+    /// Runs `f` in one IMMEDIATE transaction, commits, then announces the changed services.
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut Vec<ServiceName>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (value, changed) = self.transact(f).await?;
         for service in changed {
             // No receivers is fine: nobody is watching.
             let _ = self.changes.send(Change::Service(service));

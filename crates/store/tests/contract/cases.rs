@@ -11,7 +11,7 @@ use flotilla_store::{Change, GateRejection, GateViolation, Mutation, PublishGate
 
 use crate::support::Store;
 
-const T0: Timestamp = Timestamp(1_700_000_000_000);
+pub const T0: Timestamp = Timestamp(1_700_000_000_000);
 
 fn at(offset_ms: i64) -> Mutation {
     Mutation {
@@ -20,11 +20,11 @@ fn at(offset_ms: i64) -> Mutation {
     }
 }
 
-fn name(text: &str) -> ServiceName {
+pub fn name(text: &str) -> ServiceName {
     ServiceName::parse("name", text).unwrap()
 }
 
-fn v(text: &str) -> Version {
+pub fn v(text: &str) -> Version {
     Version::parse(text).unwrap()
 }
 

@@ -5,39 +5,43 @@
 //! CI (`CI` set), where a missing database is a failure.
 
 mod cases;
+mod rollouts;
 mod support;
 
 use std::time::Duration;
 
 use flotilla_model::{CompatibilityPolicy, NewService, ServiceName, Timestamp};
-use flotilla_store::{Change, Mutation, PostgresConfig, PostgresStore, RegistryStore};
+use flotilla_store::{
+    Change, Mutation, PostgresConfig, PostgresStore, RegistryStore, RolloutChange, RolloutStore,
+};
 
-/// Declares one test per backend for each case in `cases`.
+/// Declares one test per backend for each case of each module of cases.
 macro_rules! contract {
-    ($($case:ident),* $(,)?) => {
+    ($($module:ident: [$($case:ident),* $(,)?]),* $(,)?) => {
         mod sqlite {
-            $(
+            $($(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
                     let store = crate::support::sqlite().await;
-                    crate::cases::$case(&store).await;
+                    crate::$module::$case(&store).await;
                 }
-            )*
+            )*)*
         }
         mod postgres {
-            $(
+            $($(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
                     let Some(db) = crate::support::postgres().await else { return };
-                    crate::cases::$case(&db.store).await;
+                    crate::$module::$case(&db.store).await;
                     db.drop_database().await;
                 }
-            )*
+            )*)*
         }
     };
 }
 
 contract!(
+    cases: [
     services_are_created_once_and_listed_in_pages,
     policies_change_and_are_audited,
     publishing_is_immutable_and_idempotent,
@@ -53,6 +57,22 @@ contract!(
     committed_changes_are_announced_and_failed_ones_are_not,
     audit_log_pages_newest_first,
     a_reaped_lease_is_not_renewed_by_a_slower_clock,
+    ],
+    rollouts: [
+    a_rollout_is_stored_whole,
+    a_rollout_that_would_not_read_back_is_refused,
+    a_service_has_one_active_rollout,
+    concurrent_creates_for_one_service_have_one_winner,
+    updates_are_compare_and_set,
+    concurrent_updates_of_one_generation_have_one_winner,
+    fenced_updates_need_the_holders_unexpired_lease,
+    events_are_numbered_per_rollout,
+    success_records_the_next_revision,
+    rollouts_are_listed_newest_first_in_pages,
+    leases_are_taken_renewed_and_released,
+    concurrent_lease_takers_have_one_winner,
+    committed_rollout_changes_are_announced_and_failed_ones_are_not,
+    ],
 );
 
 /// State survives closing and reopening the store.
@@ -138,6 +158,7 @@ async fn postgres_listen_reconnects_and_asks_for_a_reload() {
         return;
     };
     let mut changes = db.store.subscribe();
+    let mut rollout_changes = db.store.subscribe_rollouts();
     let admin = sql_client(&db.url).await;
     let terminated = admin
         .query(
@@ -153,6 +174,11 @@ async fn postgres_listen_reconnects_and_asks_for_a_reload() {
         .expect("a reload is asked for within 5 s")
         .unwrap();
     assert_eq!(reload, Change::All);
+    assert_eq!(
+        within_a_second(&mut rollout_changes).await,
+        RolloutChange::All,
+        "rollout subscribers are told to reload too"
+    );
 
     cases::seed_greeter(&*db.store).await;
     let greeter = ServiceName::parse("name", "greeter").unwrap();
@@ -161,6 +187,65 @@ async fn postgres_listen_reconnects_and_asks_for_a_reload() {
         Change::Service(greeter),
         "announcements flow again"
     );
+    let rollout = db
+        .store
+        .create_rollout(&rollouts::rollout(1, "greeter", "1.1.0", cases::T0), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        within_a_second(&mut rollout_changes).await,
+        RolloutChange::Rollout(rollout.id),
+        "rollout announcements flow again"
+    );
+    db.drop_database().await;
+}
+
+/// Two stores on one database (two orchestrators) hear each other's rollout changes, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_announces_rollout_changes_across_store_instances() {
+    let Some(db) = support::postgres().await else {
+        return;
+    };
+    let a = &db.store;
+    let b = connect(&db.url).await;
+    let mut heard_by_a = a.subscribe_rollouts();
+    let mut heard_by_b = b.subscribe_rollouts();
+    let mut registry_heard_by_a = a.subscribe();
+
+    let created = a
+        .create_rollout(&rollouts::rollout(1, "greeter", "1.1.0", cases::T0), &[])
+        .await
+        .unwrap();
+    let id = created.id.clone();
+    assert_eq!(
+        within_a_second(&mut heard_by_b).await,
+        RolloutChange::Rollout(id.clone())
+    );
+    b.update_rollout(&created, &[], None, cases::T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        within_a_second(&mut heard_by_a).await,
+        RolloutChange::Rollout(id.clone())
+    );
+
+    // Give a duplicate time to arrive before checking there is none.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        drain(&mut heard_by_a),
+        [RolloutChange::Rollout(id.clone())],
+        "A heard its create, then B's update, once each"
+    );
+    assert_eq!(
+        drain(&mut heard_by_b),
+        [RolloutChange::Rollout(id)],
+        "B heard A's create and its own update once each"
+    );
+    assert!(
+        drain(&mut registry_heard_by_a).is_empty(),
+        "nothing reaches registry subscribers"
+    );
+    drop(b);
     db.drop_database().await;
 }
 
@@ -213,7 +298,7 @@ async fn postgres_stores_starting_together_migrate_once() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(applied, 1, "V1 is recorded once");
+    assert_eq!(applied, 2, "V1 and V2 are recorded once each");
     drop((stores, db));
     database.drop_database().await.unwrap();
 }
@@ -224,14 +309,14 @@ async fn connect(url: &str) -> PostgresStore {
         .expect("a second store connects to the test database")
 }
 
-async fn within_a_second(changes: &mut tokio::sync::broadcast::Receiver<Change>) -> Change {
+async fn within_a_second<T: Clone>(changes: &mut tokio::sync::broadcast::Receiver<T>) -> T {
     tokio::time::timeout(Duration::from_secs(1), changes.recv())
         .await
         .expect("a change is announced within 1 s")
         .expect("the change channel is open")
 }
 
-fn drain(changes: &mut tokio::sync::broadcast::Receiver<Change>) -> Vec<Change> {
+fn drain<T: Clone>(changes: &mut tokio::sync::broadcast::Receiver<T>) -> Vec<T> {
     std::iter::from_fn(|| changes.try_recv().ok()).collect()
 }
 

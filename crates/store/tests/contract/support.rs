@@ -2,9 +2,13 @@
 
 use std::sync::Arc;
 
-use flotilla_store::{RegistryStore, SqliteStore, testing};
+use flotilla_store::{RegistryStore, RolloutStore, SqliteStore, testing};
 
-pub type Store = Arc<dyn RegistryStore>;
+/// Both traits of one store, as every backend implements them.
+pub trait Stores: RegistryStore + RolloutStore {}
+impl<S: RegistryStore + RolloutStore> Stores for S {}
+
+pub type Store = Arc<dyn Stores>;
 
 pub async fn sqlite() -> Store {
     Arc::new(
