@@ -2,7 +2,7 @@
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
-use flotilla_server::{FleetServer, ServerError};
+use flotilla_server::{FleetServer, FleetServerBuilder, ServerError};
 use tokio::net::TcpListener;
 
 use crate::{
@@ -36,6 +36,15 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), AppError> {
+    if config.publish_only {
+        declare(&config).publish().await?;
+        println!(
+            "{PROGRAM} published {}@{}",
+            config.service,
+            config.published_version()
+        );
+        return Ok(());
+    }
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| AppError::Bind {
@@ -61,12 +70,7 @@ pub async fn run(
             config.fault_seed,
         )),
     };
-    let mut builder = FleetServer::builder(&config.registry, &config.service, version.clone())
-        .descriptor_set(release.descriptor_set())
-        .artifact("", artifact_command(&config))
-        .owner("flotilla-demo")
-        .label("release", release.as_str())
-        .lease_ttl(config.lease_ttl());
+    let mut builder = declare(&config);
     if let Some(address) = &config.advertise {
         builder = builder.advertise(address);
     }
@@ -92,15 +96,54 @@ pub async fn run(
     Ok(())
 }
 
-/// How to start this version again: `demo-greeter --release R --version V`.
+/// The version this process serves or publishes: schema, artifact, labels, lease.
+fn declare(config: &Config) -> FleetServerBuilder {
+    FleetServer::builder(
+        &config.registry,
+        &config.service,
+        config.published_version(),
+    )
+    .descriptor_set(config.release.descriptor_set())
+    .artifact("", artifact_command(config))
+    .owner("flotilla-demo")
+    .label("release", config.release.as_str())
+    .lease_ttl(config.lease_ttl())
+}
+
+/// How to start this version again, as the orchestrator's local platform runs it: the release,
+/// the version and the fault flags, with `{listen}` and `{registry}` for the platform to fill in.
 pub fn artifact_command(config: &Config) -> Vec<String> {
-    vec![
-        PROGRAM.to_owned(),
-        "--release".to_owned(),
-        config.release.as_str().to_owned(),
-        "--version".to_owned(),
-        config.published_version().to_string(),
+    let mut command: Vec<String> = [
+        PROGRAM,
+        "--release",
+        config.release.as_str(),
+        "--version",
+        &config.published_version().to_string(),
     ]
+    .map(str::to_owned)
+    .to_vec();
+    let mut flag = |name: &str, value: String| {
+        command.push(format!("--{name}"));
+        command.push(value);
+    };
+    if let Some(after) = config.unhealthy_after {
+        flag("unhealthy-after", after.as_secs_f64().to_string());
+    }
+    if config.error_ratio > 0.0 {
+        flag("error-ratio", config.error_ratio.to_string());
+    }
+    if config.latency_ms > 0 {
+        flag("latency-ms", config.latency_ms.to_string());
+    }
+    if let Some(after) = config.crash_after {
+        flag("crash-after", after.as_secs_f64().to_string());
+    }
+    if let Some(seed) = config.fault_seed {
+        flag("fault-seed", seed.to_string());
+    }
+    flag("listen", "{listen}".into());
+    flag("registry", "{registry}".into());
+    command
 }
 
 #[cfg(test)]
@@ -110,7 +153,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_artifact_command_restarts_the_same_release_and_version() {
+    fn the_artifact_command_restarts_the_same_release_version_and_faults() {
         let config = Config::try_parse_from([
             "demo-greeter",
             "--release",
@@ -123,8 +166,28 @@ mod tests {
         .unwrap();
         assert_eq!(
             artifact_command(&config),
-            ["demo-greeter", "--release", "1.1.0", "--version", "1.2.0"]
+            [
+                "demo-greeter",
+                "--release",
+                "1.1.0",
+                "--version",
+                "1.2.0",
+                "--error-ratio",
+                "0.5",
+                "--listen",
+                "{listen}",
+                "--registry",
+                "{registry}"
+            ]
         );
+        let parsed = Config::try_parse_from(
+            artifact_command(&config)
+                .iter()
+                .map(|arg| arg.replace("{listen}", "127.0.0.1:1").replace("{registry}", "http://r")),
+        )
+        .unwrap();
+        assert_eq!(parsed.error_ratio, 0.5);
+        assert_eq!(parsed.published_version(), config.published_version());
     }
 
     #[tokio::test]

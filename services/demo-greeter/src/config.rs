@@ -70,6 +70,11 @@ pub struct Config {
     /// Seed for the injected errors, for a reproducible sequence; random when unset.
     #[arg(long, env = "FLOTILLA_GREETER_FAULT_SEED")]
     pub fault_seed: Option<u64>,
+
+    /// Publish the version (schema, and an artifact command that starts it with these flags)
+    /// and exit without serving: how a release is announced for the orchestrator to run.
+    #[arg(long)]
+    pub publish_only: bool,
 }
 
 impl Config {

@@ -78,7 +78,7 @@ pub fn expand(strategy: &Strategy, has_stable: bool, stable_replicas: u32, repli
             max_unavailable,
         } => rolling(&mut plan, stable_replicas, replicas, *max_surge, *max_unavailable),
     }
-    if plan.last() != Some(&PlanStep::SetWeight(100)) {
+    if !plan.contains(&PlanStep::SetWeight(100)) {
         plan.push(PlanStep::SetWeight(100));
     }
     plan.push(PlanStep::ScaleStable(0));

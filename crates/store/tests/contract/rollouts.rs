@@ -50,6 +50,7 @@ fn full_rollout(n: u32, service: &str, created: Timestamp) -> Rollout {
             ],
         },
         replicas: 3,
+        stable_replicas: 2,
         analysis: AnalysisSpec {
             interval_ms: 2_500,
             max_error_ratio_increase: 0.015,
