@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum, builder::PossibleValue};
 use flotilla_compat::Category;
 
+use crate::rollout::RolloutArgs;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "flotilla",
@@ -22,6 +24,8 @@ pub enum Command {
     /// Protobuf schema compatibility.
     #[command(subcommand)]
     Compat(CompatCommand),
+    /// Rollouts: start, watch, pause, promote, abort and roll back, through the orchestrator.
+    Rollout(RolloutArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,7 +102,9 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<CheckArgs, clap::Error> {
         let cli = Cli::try_parse_from(["flotilla", "compat", "check"].iter().chain(args).copied())?;
-        let Command::Compat(CompatCommand::Check(check)) = cli.command;
+        let Command::Compat(CompatCommand::Check(check)) = cli.command else {
+            panic!("not a compat check: {:?}", cli.command);
+        };
         Ok(check)
     }
 

@@ -4,7 +4,7 @@ use clap::Parser;
 use flotilla_cli::{
     EXIT_BAD_INPUT,
     cli::{Cli, Command, CompatCommand},
-    compat,
+    compat, rollout,
 };
 
 fn main() -> ExitCode {
@@ -12,6 +12,9 @@ fn main() -> ExitCode {
     let outcome: anyhow::Result<u8> = match cli.command {
         Command::Compat(CompatCommand::Check(args)) => compat::run_check(&args)
             .map(|verdict| verdict.exit_code())
+            .map_err(anyhow::Error::from),
+        Command::Rollout(args) => rollout::main(&args)
+            .map(|outcome| outcome.exit_code())
             .map_err(anyhow::Error::from),
     };
     match outcome {

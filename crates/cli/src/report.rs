@@ -28,12 +28,14 @@ pub struct Style {
 }
 
 impl Style {
-    const RED: &str = "31";
-    const GREEN: &str = "32";
-    const BOLD: &str = "1";
-    const DIM: &str = "2";
+    pub(crate) const RED: &str = "31";
+    pub(crate) const GREEN: &str = "32";
+    pub(crate) const YELLOW: &str = "33";
+    pub(crate) const CYAN: &str = "36";
+    pub(crate) const BOLD: &str = "1";
+    pub(crate) const DIM: &str = "2";
 
-    fn paint(self, text: &str, code: &str) -> String {
+    pub(crate) fn paint(self, text: &str, code: &str) -> String {
         if self.colour {
             format!("\x1b[{code}m{text}\x1b[0m")
         } else {
