@@ -19,7 +19,10 @@ const APIS: &[(&str, &[&str])] = &[
         "flotilla.registry.v1",
         &["flotilla/registry/v1/registry.proto"],
     ),
-    ("flotilla.rollout.v1", &["flotilla/rollout/v1/rollout.proto"]),
+    (
+        "flotilla.rollout.v1",
+        &["flotilla/rollout/v1/rollout.proto"],
+    ),
     // For tests and benchmarks only: an echo service whose replies name the instance that
     // answered, with one idempotent and one non-idempotent rpc (the fleet client's tests).
     ("flotilla.testing.v1", &["flotilla/testing/v1/echo.proto"]),

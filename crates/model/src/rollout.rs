@@ -106,7 +106,11 @@ impl fmt::Display for PlanStep {
                 duration_ms: Some(ms),
             } => write!(f, "pause {}", Millis(*ms)),
             Self::Analysis { intervals } => {
-                write!(f, "analysis: {intervals} passing interval{}", plural(*intervals))
+                write!(
+                    f,
+                    "analysis: {intervals} passing interval{}",
+                    plural(*intervals)
+                )
             }
         }
     }
@@ -125,9 +129,9 @@ impl fmt::Display for Millis {
         let ms = self.0;
         if ms < 1000 {
             write!(f, "{ms}ms")
-        } else if ms < 60_000 || ms % 1000 != 0 {
+        } else if ms < 60_000 || !ms.is_multiple_of(1000) {
             write!(f, "{}s", ms as f64 / 1000.0)
-        } else if ms % 60_000 == 0 {
+        } else if ms.is_multiple_of(60_000) {
             write!(f, "{}m", ms / 60_000)
         } else {
             write!(f, "{}s", ms / 1000)
@@ -520,7 +524,10 @@ mod tests {
 
     #[test]
     fn plan_steps_describe_themselves() {
-        assert_eq!(PlanStep::SetWeight(10).to_string(), "weight 10% to the new version");
+        assert_eq!(
+            PlanStep::SetWeight(10).to_string(),
+            "weight 10% to the new version"
+        );
         assert_eq!(
             PlanStep::Pause {
                 duration_ms: Some(1500)

@@ -70,7 +70,10 @@ pub enum StoreError {
         found: u64,
     },
     #[error("{holder} does not hold the lease on service {service:?}")]
-    LeaseLost { service: ServiceName, holder: String },
+    LeaseLost {
+        service: ServiceName,
+        holder: String,
+    },
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
     #[error("the store failed: {0}")]
