@@ -159,9 +159,9 @@ impl FleetServerBuilder {
         self.health.clone()
     }
 
-    /// Publishes the version, serves `routes` (plus health and reflection) on `listener` and
-    /// keeps the instance registered until `shutdown` completes; then turns health NOT_SERVING,
-    /// deregisters, and lets in-flight calls finish within the grace period.
+    /// Publishes the version, serves `routes` (plus health, reflection and `GET /metrics`) on
+    /// `listener` and keeps the instance registered until `shutdown` completes; then turns
+    /// health NOT_SERVING, deregisters, and lets in-flight calls finish within the grace period.
     ///
     /// Returns an error when the settings are invalid, the registry stays unreachable through
     /// the startup wait, the registry refuses the version (the message says why), registration

@@ -23,6 +23,9 @@
 //! Every response carries [`VERSION_HEADER`], [`SCHEMA_HEADER`] and [`INSTANCE_HEADER`]. Health
 //! is reported under `""`, each service's full name (`demo.greeter.v1.Greeter`) and
 //! `<full name>@<version>` (`demo.greeter.v1.Greeter@1.1.0`).
+//!
+//! The server also answers `GET /metrics` on the same port, over HTTP/1.1: the app's calls
+//! counted by code and timed, labelled with the version (`flotilla_telemetry::metrics`).
 
 mod builder;
 mod error;

@@ -8,6 +8,7 @@ use std::{
 
 use flotilla_model::{Schema, ServiceName, parse_address};
 use flotilla_proto::registry::v1 as pb;
+use flotilla_telemetry::metrics::ServerMetrics;
 use http::HeaderValue;
 use tokio::{net::TcpListener, sync::watch, time::Instant};
 use tonic::{
@@ -133,12 +134,16 @@ pub(crate) async fn serve(
 
     let (instance_tx, instance_rx) = watch::channel(None);
     let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+    let metrics = ServerMetrics::new(&version_text);
     let server = Server::builder()
+        // Prometheus scrapes `/metrics` over HTTP/1.1 on this same port; gRPC stays HTTP/2.
+        .accept_http1(true)
         .layer(FleetMetadataLayer::new(
             version_header,
             schema_header,
             instance_rx,
         ))
+        .layer(metrics.layer())
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming(listener), async {
             let _ = drain_rx.await;

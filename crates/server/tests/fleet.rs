@@ -13,6 +13,10 @@ use flotilla_server::{
     ServerError, VERSION_HEADER,
 };
 use flotilla_store::SqliteStore;
+use flotilla_telemetry::{
+    metrics::HANDLED_TOTAL,
+    scrape::{CallStats, fetch},
+};
 use tokio::{sync::oneshot, task::JoinHandle};
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, service::Routes, transport::Channel};
@@ -319,6 +323,58 @@ async fn responses_carry_the_version_schema_and_instance_headers() {
         .unwrap_err();
     assert_eq!(missing.code(), tonic::Code::NotFound);
     assert_eq!(missing.metadata().get(VERSION_HEADER).unwrap(), "1.0.0");
+    served.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn metrics_are_served_on_the_grpc_port_labelled_with_the_version() {
+    let registry = Registry::start().await;
+    let served = serve(greeter(&registry, "1.0.0")).await;
+    let mut client = v1_0_0::greeter_client::GreeterClient::new(served.channel());
+    for name in ["Ada", "Grace", "Edsger"] {
+        client
+            .say_hello(v1_0_0::HelloRequest { name: name.into() })
+            .await
+            .unwrap();
+    }
+    // A health check on the same port is not one of the app's calls.
+    assert_eq!(
+        health_of(served.channel(), GREETER).await,
+        ServingStatus::Serving
+    );
+
+    let address = served.ready.local_addr.to_string();
+    let samples = fetch(&address, Duration::from_secs(5)).await.unwrap();
+    let handled: Vec<_> = samples
+        .iter()
+        .filter(|s| s.name == HANDLED_TOTAL)
+        .map(|s| {
+            (
+                s.label("grpc_service").unwrap(),
+                s.label("grpc_method").unwrap(),
+                s.label("grpc_code").unwrap(),
+                s.label("version").unwrap(),
+                s.value,
+            )
+        })
+        .collect();
+    assert_eq!(handled, [(GREETER, "SayHello", "OK", "1.0.0", 3.0)]);
+    let stats = CallStats::from_samples(&samples, "1.0.0");
+    assert_eq!((stats.requests, stats.errors), (3.0, 0.0));
+    assert_eq!(stats.buckets.last(), Some(&(f64::INFINITY, 3.0)));
+
+    // gRPC on the same connection-accepting port still works after the HTTP/1.1 scrape.
+    client
+        .say_hello(v1_0_0::HelloRequest {
+            name: "Barbara".into(),
+        })
+        .await
+        .unwrap();
+    let stats = CallStats::from_samples(
+        &fetch(&address, Duration::from_secs(5)).await.unwrap(),
+        "1.0.0",
+    );
+    assert_eq!(stats.requests, 4.0);
     served.stop().await.unwrap();
 }
 

@@ -76,6 +76,7 @@ impl Registry {
 /// A running `demo-greeter` and the address it printed.
 struct Greeter {
     child: Child,
+    address: String,
     channel: Channel,
 }
 
@@ -98,7 +99,11 @@ impl Greeter {
         let channel = Channel::from_shared(format!("http://{address}"))
             .unwrap()
             .connect_lazy();
-        Self { child, channel }
+        Self {
+            child,
+            address: address.to_owned(),
+            channel,
+        }
     }
 
     fn client_1_1_0(&self) -> v1_1_0::greeter_client::GreeterClient<Channel> {
@@ -307,6 +312,16 @@ async fn a_faulty_version_fails_calls_with_internal_after_the_added_latency() {
         status.metadata().get("x-flotilla-version").unwrap(),
         "1.2.0"
     );
+
+    // What a rollout's analysis reads from the instance: every call a server error, and the
+    // added latency in the 100–250 ms bucket.
+    let samples = flotilla_telemetry::scrape::fetch(&greeter.address, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let stats = flotilla_telemetry::scrape::CallStats::from_samples(&samples, "1.2.0");
+    assert_eq!((stats.requests, stats.errors), (1.0, 1.0));
+    let p50 = stats.quantile(0.5).unwrap();
+    assert!((0.1..=0.25).contains(&p50), "{stats}");
 
     let version = registry.version("1.2.0").await;
     assert_eq!(

@@ -1,4 +1,5 @@
-//! Assembles the registry: store, background tasks, the gRPC service, health and reflection.
+//! Assembles the registry: store, background tasks, the gRPC service, health, reflection and
+//! `GET /metrics`.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -7,6 +8,7 @@ use flotilla_proto::registry::v1::registry_server::RegistryServer;
 use flotilla_store::{
     PostgresConfig, PostgresStore, PublishGate, RegistryStore, SqliteStore, StoreError,
 };
+use flotilla_telemetry::metrics::ServerMetrics;
 use tokio::{net::TcpListener, sync::watch};
 use tonic::transport::server::TcpIncoming;
 use tonic_health::server::HealthReporter;
@@ -96,7 +98,11 @@ pub async fn serve_with_gate(
         let _ = stop_tx.send(true);
         let _ = draining_tx.send(());
     };
+    let metrics = ServerMetrics::new(env!("CARGO_PKG_VERSION"));
     let server = tonic::transport::Server::builder()
+        // Prometheus scrapes `/metrics` over HTTP/1.1 on the gRPC port; gRPC stays HTTP/2.
+        .accept_http1(true)
+        .layer(metrics.layer())
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

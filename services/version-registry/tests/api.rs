@@ -5,6 +5,7 @@ use std::{sync::Arc, time::Duration};
 use flotilla_model::fixtures::greeter_schema_bytes;
 use flotilla_proto::registry::v1::{self as pb, registry_client::RegistryClient};
 use flotilla_store::SqliteStore;
+use flotilla_telemetry::{metrics::HANDLED_TOTAL, scrape::fetch};
 use flotilla_version_registry::{Config, serve};
 use tokio::sync::oneshot;
 use tokio_stream::StreamExt;
@@ -646,6 +647,70 @@ async fn a_caller_schema_keeps_callers_off_versions_that_would_misread_it() {
     assert_eq!(
         (s.code(), bad_field(&s).as_str()),
         (Code::InvalidArgument, "client_schema")
+    );
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_are_served_on_the_grpc_port_with_the_registrys_version() {
+    let mut r = Registry::start().await;
+    r.seed().await;
+    let missing = r
+        .client
+        .get_service(pb::GetServiceRequest {
+            name: "nobody".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    // A watch is a stream: it counts when it ends, here when the caller drops it.
+    let mut watch = r
+        .client
+        .watch_endpoints(pb::WatchEndpointsRequest {
+            service: "greeter".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    next_set(&mut watch).await;
+    drop(watch);
+
+    let version = env!("CARGO_PKG_VERSION");
+    let handled = |samples: &[flotilla_telemetry::scrape::Sample], method: &str, code: &str| {
+        samples
+            .iter()
+            .find(|s| {
+                s.name == HANDLED_TOTAL
+                    && s.label("grpc_service") == Some("flotilla.registry.v1.Registry")
+                    && s.label("grpc_method") == Some(method)
+                    && s.label("grpc_code") == Some(code)
+                    && s.label("version") == Some(version)
+            })
+            .map(|s| s.value)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let samples = loop {
+        let samples = fetch(&r.address.to_string(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        // The server learns of the dropped watch a moment after the client let go.
+        if handled(&samples, "WatchEndpoints", "CANCELLED").is_some()
+            || std::time::Instant::now() > deadline
+        {
+            break samples;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(handled(&samples, "CreateService", "OK"), Some(1.0));
+    assert_eq!(handled(&samples, "PublishVersion", "OK"), Some(3.0));
+    assert_eq!(handled(&samples, "GetService", "NOT_FOUND"), Some(1.0));
+    assert_eq!(handled(&samples, "WatchEndpoints", "CANCELLED"), Some(1.0));
+    assert!(
+        samples
+            .iter()
+            .filter(|s| s.name == HANDLED_TOTAL)
+            .all(|s| s.label("version") == Some(version))
     );
     r.stop().await;
 }
