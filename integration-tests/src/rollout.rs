@@ -84,7 +84,12 @@ impl RolloutFleet {
     }
 
     /// Publishes a greeter release as `version` (with fault flags in its artifact), not running it.
-    pub fn publish_greeter(&self, release: &str, version: &str, faults: &[&str]) -> anyhow::Result<()> {
+    pub fn publish_greeter(
+        &self,
+        release: &str,
+        version: &str,
+        faults: &[&str],
+    ) -> anyhow::Result<()> {
         let registry = self.registry.endpoint();
         let mut args = vec![
             "--publish-only",
@@ -132,7 +137,11 @@ impl RolloutFleet {
         let mut pids = Vec::new();
         let records = self.state_dir().join("records");
         for service in std::fs::read_dir(records).into_iter().flatten().flatten() {
-            for record in std::fs::read_dir(service.path()).into_iter().flatten().flatten() {
+            for record in std::fs::read_dir(service.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
                 if let Some(pid) = record
                     .path()
                     .file_stem()
@@ -206,9 +215,7 @@ pub fn canary(steps: &[pb::canary_step::Step]) -> pb::strategy::Kind {
     pb::strategy::Kind::Canary(pb::Canary {
         steps: steps
             .iter()
-            .map(|step| pb::CanaryStep {
-                step: Some(step.clone()),
-            })
+            .map(|step| pb::CanaryStep { step: Some(*step) })
             .collect(),
     })
 }
@@ -234,7 +241,8 @@ pub async fn follow(
         match tokio::time::timeout_at(deadline, stream.message()).await {
             Err(_) => bail!(
                 "rollout {id} did not end within {timeout:?}; last: {:?}",
-                last.as_ref().map(|r: &pb::Rollout| (&r.state, &r.status_message))
+                last.as_ref()
+                    .map(|r: &pb::Rollout| (&r.state, &r.status_message))
             ),
             Ok(Ok(Some(update))) => {
                 events.extend(update.events);
@@ -249,14 +257,22 @@ pub async fn follow(
 }
 
 /// Deploys greeter `version` as the first revision (×`replicas`) and waits until it serves.
-pub async fn deploy(fleet: &RolloutFleet, version: &str, replicas: u32) -> anyhow::Result<pb::Rollout> {
+pub async fn deploy(
+    fleet: &RolloutFleet,
+    version: &str,
+    replicas: u32,
+) -> anyhow::Result<pb::Rollout> {
     let mut client = fleet.client(0).await?;
     let mut request = rollout_request(version, canary(&[]));
     request.replicas = replicas;
     let rollout = client.start_rollout(request).await?.into_inner();
     let (rollout, _) = follow(&mut client, &rollout.id, Duration::from_secs(60)).await?;
     if rollout.state != pb::RolloutState::Succeeded as i32 {
-        bail!("deploying {version} ended {:?}: {}", rollout.state, rollout.status_message);
+        bail!(
+            "deploying {version} ended {:?}: {}",
+            rollout.state,
+            rollout.status_message
+        );
     }
     Ok(rollout)
 }
@@ -316,8 +332,7 @@ impl Load {
         for task in self.tasks {
             let _ = task.await;
         }
-        let answers = self.answers.lock().expect("not poisoned").clone();
-        answers
+        self.answers.lock().expect("not poisoned").clone()
     }
 }
 

@@ -55,7 +55,11 @@ async fn pause_resume_promote_and_abort_through_grpcurl() {
     deploy(&fleet, "1.0.0", 1).await.unwrap();
 
     let services = grpcurl.run(&[], &["list"]);
-    assert!(services.stdout.contains(ORCHESTRATOR), "{}", services.stdout);
+    assert!(
+        services.stdout.contains(ORCHESTRATOR),
+        "{}",
+        services.stdout
+    );
 
     let started = ok(call(
         &grpcurl,
@@ -74,18 +78,31 @@ async fn pause_resume_promote_and_abort_through_grpcurl() {
     let rollout = wait_until(&grpcurl, &id, "reached the pause", at_indefinite_pause);
     assert_eq!(rollout["statusMessage"], "step 4: paused until promoted");
 
-    let paused = ok(call(&grpcurl, "Pause", json!({ "id": id, "reason": "looking" })));
+    let paused = ok(call(
+        &grpcurl,
+        "Pause",
+        json!({ "id": id, "reason": "looking" }),
+    ));
     assert_eq!(paused["state"], "ROLLOUT_STATE_PAUSED");
     // Pausing twice changes nothing and is no error.
-    assert_eq!(ok(call(&grpcurl, "Pause", json!({ "id": id })))["state"], "ROLLOUT_STATE_PAUSED");
+    assert_eq!(
+        ok(call(&grpcurl, "Pause", json!({ "id": id })))["state"],
+        "ROLLOUT_STATE_PAUSED"
+    );
     let resumed = ok(call(&grpcurl, "Resume", json!({ "id": id })));
     assert_eq!(resumed["state"], "ROLLOUT_STATE_PROGRESSING");
     // Still at the indefinite pause: resuming is not promoting.
     std::thread::sleep(Duration::from_millis(500));
-    assert!(at_indefinite_pause(&ok(call(&grpcurl, "GetRollout", json!({ "id": id })))));
+    assert!(at_indefinite_pause(&ok(call(
+        &grpcurl,
+        "GetRollout",
+        json!({ "id": id })
+    ))));
 
     ok(call(&grpcurl, "Promote", json!({ "id": id })));
-    let done = wait_until(&grpcurl, &id, "succeeded", |r| r["state"] == "ROLLOUT_STATE_SUCCEEDED");
+    let done = wait_until(&grpcurl, &id, "succeeded", |r| {
+        r["state"] == "ROLLOUT_STATE_SUCCEEDED"
+    });
     assert_eq!(done["revision"], "2");
     assert_eq!(fleet.running_versions(), ["1.1.0"]);
 
@@ -99,14 +116,26 @@ async fn pause_resume_promote_and_abort_through_grpcurl() {
         }),
     ));
     let second_id = second["id"].as_str().unwrap().to_owned();
-    wait_until(&grpcurl, &second_id, "reached the pause", at_indefinite_pause);
+    wait_until(
+        &grpcurl,
+        &second_id,
+        "reached the pause",
+        at_indefinite_pause,
+    );
     assert_eq!(fleet.running_versions(), ["1.1.0", "1.2.0"]);
-    let aborting = ok(call(&grpcurl, "Abort", json!({ "id": second_id, "reason": "enough" })));
+    let aborting = ok(call(
+        &grpcurl,
+        "Abort",
+        json!({ "id": second_id, "reason": "enough" }),
+    ));
     assert!(
-        aborting["state"] == "ROLLOUT_STATE_ABORTING" || aborting["state"] == "ROLLOUT_STATE_ABORTED",
+        aborting["state"] == "ROLLOUT_STATE_ABORTING"
+            || aborting["state"] == "ROLLOUT_STATE_ABORTED",
         "{aborting:#}"
     );
-    let aborted = wait_until(&grpcurl, &second_id, "aborted", |r| r["state"] == "ROLLOUT_STATE_ABORTED");
+    let aborted = wait_until(&grpcurl, &second_id, "aborted", |r| {
+        r["state"] == "ROLLOUT_STATE_ABORTED"
+    });
     assert_eq!(aborted["halt"]["gate"], "GATE_OPERATOR");
     assert_eq!(aborted["halt"]["message"], "aborted by an operator: enough");
     assert_eq!(fleet.running_versions(), ["1.1.0"]);
@@ -114,14 +143,28 @@ async fn pause_resume_promote_and_abort_through_grpcurl() {
     // Abort with no rollout in progress touches nothing.
     let again = call(&grpcurl, "Abort", json!({ "id": second_id }));
     assert!(!again.success);
-    assert_eq!(again.code().as_deref(), Some("FailedPrecondition"), "{}", again.stderr);
-    assert!(again.stderr.contains("already ended ABORTED"), "{}", again.stderr);
+    assert_eq!(
+        again.code().as_deref(),
+        Some("FailedPrecondition"),
+        "{}",
+        again.stderr
+    );
+    assert!(
+        again.stderr.contains("already ended ABORTED"),
+        "{}",
+        again.stderr
+    );
     let unchanged = ok(call(&grpcurl, "GetRollout", json!({ "id": second_id })));
     assert_eq!(unchanged["updateTime"], aborted["updateTime"]);
     assert_eq!(fleet.running_versions(), ["1.1.0"]);
 
     // Bad input names its field.
     let bad = call(&grpcurl, "GetRollout", json!({ "id": "nope" }));
-    assert_eq!(bad.code().as_deref(), Some("InvalidArgument"), "{}", bad.stderr);
+    assert_eq!(
+        bad.code().as_deref(),
+        Some("InvalidArgument"),
+        "{}",
+        bad.stderr
+    );
     assert!(bad.stderr.contains("id"), "{}", bad.stderr);
 }

@@ -50,20 +50,32 @@ async fn a_canary_under_load_finishes_with_no_failed_call() {
         .unwrap()
         .into_inner();
     assert_eq!(rollout.from_version, "1.0.0");
-    let (rollout, events) = follow(&mut client, &rollout.id, ROLLOUT_TIMEOUT).await.unwrap();
+    let (rollout, events) = follow(&mut client, &rollout.id, ROLLOUT_TIMEOUT)
+        .await
+        .unwrap();
     let took = started.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let answers = load.stop().await;
     let counts = tally(&answers);
     eprintln!("canary took {took:?}; answers {counts:?}");
 
-    assert_eq!(state(&rollout), pb::RolloutState::Succeeded, "{}", rollout.status_message);
+    assert_eq!(
+        state(&rollout),
+        pb::RolloutState::Succeeded,
+        "{}",
+        rollout.status_message
+    );
     assert_eq!(rollout.revision, 2);
-    assert!(counts.keys().all(|k| !k.starts_with("<failed")), "{counts:?}");
+    assert!(
+        counts.keys().all(|k| !k.starts_with("<failed")),
+        "{counts:?}"
+    );
     assert!(counts.get("1.1.0").copied().unwrap_or(0) > 0, "{counts:?}");
     // Both analysis steps saw passing intervals on real traffic.
     assert!(
-        events.iter().any(|e| e.kind == "ANALYSIS" && e.message.starts_with("PASSED")),
+        events
+            .iter()
+            .any(|e| e.kind == "ANALYSIS" && e.message.starts_with("PASSED")),
         "{events:#?}"
     );
     assert_eq!(fleet.running_versions(), ["1.1.0", "1.1.0"]);
@@ -90,11 +102,18 @@ async fn a_faulty_release_is_aborted_by_itself_and_traffic_returns_to_stable() {
         .await
         .unwrap()
         .into_inner();
-    let (rollout, events) = follow(&mut client, &rollout.id, ROLLOUT_TIMEOUT).await.unwrap();
+    let (rollout, events) = follow(&mut client, &rollout.id, ROLLOUT_TIMEOUT)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let answers = load.stop().await;
 
-    assert_eq!(state(&rollout), pb::RolloutState::Aborted, "{}", rollout.status_message);
+    assert_eq!(
+        state(&rollout),
+        pb::RolloutState::Aborted,
+        "{}",
+        rollout.status_message
+    );
     let halt = rollout.halt.as_ref().expect("an aborted rollout says why");
     assert_eq!(halt.gate, pb::Gate::Analysis as i32);
     let ratio = halt
@@ -106,7 +125,11 @@ async fn a_faulty_release_is_aborted_by_itself_and_traffic_returns_to_stable() {
     assert!(halt.query.contains("/metrics"), "{}", halt.query);
     assert!(events.iter().any(|e| e.kind == "ABORTED"), "{events:#?}");
     assert_eq!(
-        rollout.weights.iter().find(|w| w.version == "1.0.0").map(|w| w.percent),
+        rollout
+            .weights
+            .iter()
+            .find(|w| w.version == "1.0.0")
+            .map(|w| w.percent),
         Some(100)
     );
     assert_eq!(fleet.running_versions(), ["1.0.0", "1.0.0"]);
@@ -154,12 +177,17 @@ async fn an_instance_that_stops_serving_aborts_the_rollout() {
     let rollout = client
         .start_rollout(rollout_request(
             "1.2.0",
-            canary(&[Step::SetWeight(10), Step::Pause(pb::PauseStep { duration: None })]),
+            canary(&[
+                Step::SetWeight(10),
+                Step::Pause(pb::PauseStep { duration: None }),
+            ]),
         ))
         .await
         .unwrap()
         .into_inner();
-    let (rollout, _) = follow(&mut client, &rollout.id, ROLLOUT_TIMEOUT).await.unwrap();
+    let (rollout, _) = follow(&mut client, &rollout.id, ROLLOUT_TIMEOUT)
+        .await
+        .unwrap();
     assert_eq!(state(&rollout), pb::RolloutState::Aborted);
     let halt = rollout.halt.unwrap();
     assert_eq!(halt.gate, pb::Gate::Health as i32, "{}", halt.message);
@@ -181,15 +209,25 @@ async fn a_breaking_release_is_refused_before_any_instance_starts_naming_the_con
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
-    assert!(status.message().contains("frontend@1.0.0"), "{}", status.message());
+    assert!(
+        status.message().contains("frontend@1.0.0"),
+        "{}",
+        status.message()
+    );
     assert!(status.message().contains("^1.1"), "{}", status.message());
-    let violations = status.get_details_precondition_failure().unwrap().violations;
+    let violations = status
+        .get_details_precondition_failure()
+        .unwrap()
+        .violations;
     let consumer = violations
         .iter()
         .find(|v| v.r#type == "CONSUMER")
         .expect("a consumer violation");
     assert_eq!(consumer.subject, "frontend@1.0.0");
-    assert!(consumer.description.contains("requires greeter ^1.1"), "{consumer:?}");
+    assert!(
+        consumer.description.contains("requires greeter ^1.1"),
+        "{consumer:?}"
+    );
 
     assert_eq!(fleet.running_versions(), ["1.1.0"]);
     let active = client
@@ -223,8 +261,15 @@ async fn blue_green_switches_at_once_and_an_abort_in_its_window_switches_back() 
         .await
         .unwrap()
         .into_inner();
-    let (done, events) = follow(&mut client, &rollout.id, ROLLOUT_TIMEOUT).await.unwrap();
-    assert_eq!(state(&done), pb::RolloutState::Succeeded, "{}", done.status_message);
+    let (done, events) = follow(&mut client, &rollout.id, ROLLOUT_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(
+        state(&done),
+        pb::RolloutState::Succeeded,
+        "{}",
+        done.status_message
+    );
     // One switch: the weights went from all-stable straight to all-new.
     let weights: Vec<&str> = events
         .iter()
@@ -233,7 +278,10 @@ async fn blue_green_switches_at_once_and_an_abort_in_its_window_switches_back() 
         .collect();
     assert_eq!(
         weights,
-        ["weights 1.0.0: 100%, 1.1.0: 0%", "weights 1.0.0: 0%, 1.1.0: 100%"]
+        [
+            "weights 1.0.0: 100%, 1.1.0: 0%",
+            "weights 1.0.0: 0%, 1.1.0: 100%"
+        ]
     );
     assert_eq!(fleet.running_versions(), ["1.1.0", "1.1.0"]);
 
@@ -252,13 +300,24 @@ async fn blue_green_switches_at_once_and_an_abort_in_its_window_switches_back() 
             .await
             .unwrap()
             .into_inner();
-        if now.weights.iter().any(|w| w.version == "1.2.0" && w.percent == 100) {
+        if now
+            .weights
+            .iter()
+            .any(|w| w.version == "1.2.0" && w.percent == 100)
+        {
             break;
         }
-        assert!(Instant::now() < deadline, "never switched: {}", now.status_message);
+        assert!(
+            Instant::now() < deadline,
+            "never switched: {}",
+            now.status_message
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(fleet.running_versions(), ["1.1.0", "1.1.0", "1.2.0", "1.2.0"]);
+    assert_eq!(
+        fleet.running_versions(),
+        ["1.1.0", "1.1.0", "1.2.0", "1.2.0"]
+    );
     client
         .abort(pb::AbortRequest {
             id: rollout.id.clone(),
@@ -266,7 +325,9 @@ async fn blue_green_switches_at_once_and_an_abort_in_its_window_switches_back() 
         })
         .await
         .unwrap();
-    let (aborted, _) = follow(&mut client, &rollout.id, ROLLOUT_TIMEOUT).await.unwrap();
+    let (aborted, _) = follow(&mut client, &rollout.id, ROLLOUT_TIMEOUT)
+        .await
+        .unwrap();
     assert_eq!(state(&aborted), pb::RolloutState::Aborted);
     assert_eq!(aborted.halt.unwrap().gate, pb::Gate::Operator as i32);
     assert_eq!(fleet.running_versions(), ["1.1.0", "1.1.0"]);
@@ -292,10 +353,23 @@ async fn rolling_replaces_instances_in_batches_and_an_abort_restores_the_old_set
         .await
         .unwrap()
         .into_inner();
-    let (done, events) = follow(&mut client, &rollout.id, ROLLOUT_TIMEOUT).await.unwrap();
-    assert_eq!(state(&done), pb::RolloutState::Succeeded, "{}", done.status_message);
-    let started = events.iter().filter(|e| e.kind == "INSTANCE_STARTED").count();
-    let stopped = events.iter().filter(|e| e.kind == "INSTANCE_STOPPED").count();
+    let (done, events) = follow(&mut client, &rollout.id, ROLLOUT_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(
+        state(&done),
+        pb::RolloutState::Succeeded,
+        "{}",
+        done.status_message
+    );
+    let started = events
+        .iter()
+        .filter(|e| e.kind == "INSTANCE_STARTED")
+        .count();
+    let stopped = events
+        .iter()
+        .filter(|e| e.kind == "INSTANCE_STOPPED")
+        .count();
     assert_eq!((started, stopped), (2, 2), "{events:#?}");
     // One at a time: the first old instance stops before the second new one starts.
     let order: Vec<&str> = events
@@ -305,7 +379,12 @@ async fn rolling_replaces_instances_in_batches_and_an_abort_restores_the_old_set
         .collect();
     assert_eq!(
         order,
-        ["INSTANCE_STARTED", "INSTANCE_STOPPED", "INSTANCE_STARTED", "INSTANCE_STOPPED"]
+        [
+            "INSTANCE_STARTED",
+            "INSTANCE_STOPPED",
+            "INSTANCE_STARTED",
+            "INSTANCE_STOPPED"
+        ]
     );
     assert_eq!(fleet.running_versions(), ["1.1.0", "1.1.0"]);
 
@@ -316,8 +395,15 @@ async fn rolling_replaces_instances_in_batches_and_an_abort_restores_the_old_set
         .await
         .unwrap()
         .into_inner();
-    let (aborted, _) = follow(&mut client, &rollout.id, ROLLOUT_TIMEOUT).await.unwrap();
-    assert_eq!(state(&aborted), pb::RolloutState::Aborted, "{}", aborted.status_message);
+    let (aborted, _) = follow(&mut client, &rollout.id, ROLLOUT_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(
+        state(&aborted),
+        pb::RolloutState::Aborted,
+        "{}",
+        aborted.status_message
+    );
     assert_eq!(aborted.halt.unwrap().gate, pb::Gate::Health as i32);
     assert_eq!(fleet.running_versions(), ["1.1.0", "1.1.0"]);
 }
@@ -356,7 +442,11 @@ async fn a_killed_orchestrator_is_succeeded_by_its_peer_which_finishes_the_rollo
             .await
             .unwrap()
             .into_inner();
-        if now.weights.iter().any(|w| w.version == "1.1.0" && w.percent == 50) {
+        if now
+            .weights
+            .iter()
+            .any(|w| w.version == "1.1.0" && w.percent == 50)
+        {
             break now;
         }
         assert!(Instant::now() < deadline, "{}", now.status_message);
@@ -372,7 +462,12 @@ async fn a_killed_orchestrator_is_succeeded_by_its_peer_which_finishes_the_rollo
     let (done, events) = follow(&mut peer_client, &rollout.id, ROLLOUT_TIMEOUT)
         .await
         .unwrap();
-    assert_eq!(state(&done), pb::RolloutState::Succeeded, "{}", done.status_message);
+    assert_eq!(
+        state(&done),
+        pb::RolloutState::Succeeded,
+        "{}",
+        done.status_message
+    );
     assert_ne!(done.owner, owner);
     // Each canary instance was started once: the successor found it rather than starting another.
     let started: Vec<_> = events

@@ -159,6 +159,13 @@ impl FleetServerBuilder {
         self.health.clone()
     }
 
+    /// Publishes the version (creating the service if needed) and returns without serving: how
+    /// a release is announced for an orchestrator to run later from its artifact. Publishing
+    /// identical content again succeeds; a refusal says why.
+    pub async fn publish(self) -> Result<(), ServerError> {
+        serve::publish(self).await
+    }
+
     /// Publishes the version, serves `routes` (plus health, reflection and `GET /metrics`) on
     /// `listener` and keeps the instance registered until `shutdown` completes; then turns
     /// health NOT_SERVING, deregisters, and lets in-flight calls finish within the grace period.

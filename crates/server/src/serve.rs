@@ -28,6 +28,80 @@ use crate::{
 const LEASE_RANGE: std::ops::RangeInclusive<Duration> =
     Duration::from_secs(1)..=Duration::from_secs(300);
 
+/// See [`FleetServerBuilder::publish`].
+pub(crate) async fn publish(builder: FleetServerBuilder) -> Result<(), ServerError> {
+    let FleetServerBuilder {
+        registry_endpoint,
+        service,
+        version,
+        descriptor_set,
+        artifact,
+        dependencies,
+        labels,
+        owner,
+        registry_wait,
+        ..
+    } = builder;
+    check_service_name(&service)?;
+    let descriptor_set = required_descriptor_set(descriptor_set)?;
+    Schema::from_bytes(&descriptor_set)?;
+    let version_text = version.to_string();
+    let registry = Registry::new(&registry_endpoint, &format!("{service}@{version_text}"))?;
+    let request = publish_request(
+        &service,
+        &version_text,
+        &descriptor_set,
+        artifact,
+        dependencies,
+        labels,
+    );
+    let started = Instant::now();
+    let deadline = started + registry_wait;
+    registry
+        .ensure_service(&service, &owner, deadline, started)
+        .await?;
+    registry.publish(request, deadline, started).await
+}
+
+fn check_service_name(service: &str) -> Result<(), ServerError> {
+    ServiceName::parse("service", service).map_err(|e| ServerError::InvalidSetting {
+        field: "service",
+        reason: e.message,
+    })?;
+    Ok(())
+}
+
+fn required_descriptor_set<T>(descriptor_set: Option<T>) -> Result<T, ServerError> {
+    descriptor_set.ok_or(ServerError::InvalidSetting {
+        field: "descriptor_set",
+        reason: "is required".into(),
+    })
+}
+
+fn publish_request(
+    service: &str,
+    version: &str,
+    descriptor_set: &[u8],
+    artifact: Option<(String, Vec<String>)>,
+    dependencies: Vec<(String, String)>,
+    labels: impl IntoIterator<Item = (String, String)>,
+) -> pb::PublishVersionRequest {
+    pb::PublishVersionRequest {
+        service: service.to_owned(),
+        version: version.to_owned(),
+        file_descriptor_set: descriptor_set.to_vec(),
+        artifact: artifact.map(|(image, command)| pb::Artifact { image, command }),
+        dependencies: dependencies
+            .into_iter()
+            .map(|(service, requirement)| pb::Dependency {
+                service,
+                requirement,
+            })
+            .collect(),
+        labels: labels.into_iter().collect(),
+    }
+}
+
 /// See [`FleetServerBuilder::serve`].
 pub(crate) async fn serve(
     builder: FleetServerBuilder,
@@ -53,20 +127,14 @@ pub(crate) async fn serve(
     } = builder;
 
     // Everything that can be judged locally is, before the registry is bothered.
-    ServiceName::parse("service", &service).map_err(|e| ServerError::InvalidSetting {
-        field: "service",
-        reason: e.message,
-    })?;
+    check_service_name(&service)?;
     if !LEASE_RANGE.contains(&lease_ttl) {
         return Err(ServerError::InvalidSetting {
             field: "lease_ttl",
             reason: format!("{lease_ttl:?} is outside the registry's 1 s to 300 s"),
         });
     }
-    let descriptor_set = descriptor_set.ok_or(ServerError::InvalidSetting {
-        field: "descriptor_set",
-        reason: "is required".into(),
-    })?;
+    let descriptor_set = required_descriptor_set(descriptor_set)?;
     let schema = Schema::from_bytes(&descriptor_set)?;
     let names = health_names(&descriptor_set, &version)
         .map_err(|e| ServerError::Schema(flotilla_model::SchemaError::Decode(e.to_string())))?;
@@ -83,20 +151,14 @@ pub(crate) async fn serve(
     let schema_header = header("descriptor_set", schema.fingerprint())?;
 
     let registry = Registry::new(&registry_endpoint, &format!("{service}@{version_text}"))?;
-    let publish = pb::PublishVersionRequest {
-        service: service.clone(),
-        version: version_text.clone(),
-        file_descriptor_set: descriptor_set.to_vec(),
-        artifact: artifact.map(|(image, command)| pb::Artifact { image, command }),
-        dependencies: dependencies
-            .into_iter()
-            .map(|(service, requirement)| pb::Dependency {
-                service,
-                requirement,
-            })
-            .collect(),
-        labels: labels.into_iter().collect(),
-    };
+    let publish = publish_request(
+        &service,
+        &version_text,
+        &descriptor_set,
+        artifact,
+        dependencies,
+        labels,
+    );
 
     let mut shutdown = std::pin::pin!(shutdown);
     let started = Instant::now();

@@ -63,7 +63,11 @@ async fn main() -> anyhow::Result<()> {
         for (key, n) in &this_second {
             *total.entry(key.clone()).or_default() += n;
         }
-        println!("t={:>3}s {}", started.elapsed().as_secs(), describe(&this_second));
+        println!(
+            "t={:>3}s {}",
+            started.elapsed().as_secs(),
+            describe(&this_second)
+        );
     }
     println!("total {}", describe(&total));
     Ok(())

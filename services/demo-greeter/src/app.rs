@@ -180,11 +180,10 @@ mod tests {
                 "{registry}"
             ]
         );
-        let parsed = Config::try_parse_from(
-            artifact_command(&config)
-                .iter()
-                .map(|arg| arg.replace("{listen}", "127.0.0.1:1").replace("{registry}", "http://r")),
-        )
+        let parsed = Config::try_parse_from(artifact_command(&config).iter().map(|arg| {
+            arg.replace("{listen}", "127.0.0.1:1")
+                .replace("{registry}", "http://r")
+        }))
         .unwrap();
         assert_eq!(parsed.error_ratio, 0.5);
         assert_eq!(parsed.published_version(), config.published_version());

@@ -8,7 +8,10 @@
 use std::{collections::HashMap, time::Duration};
 
 use flotilla_model::{AnalysisSpec, AnalysisView, Figure, Timestamp, Verdict, Version};
-use crate::shim_scrape::scrape::{self, CallStats};
+use flotilla_telemetry::{
+    metrics::{HANDLED_TOTAL, HANDLING_SECONDS},
+    scrape::{self, CallStats},
+};
 
 /// How long one instance may take to answer a metrics read.
 const SCRAPE_TIMEOUT: Duration = Duration::from_millis(800);
@@ -76,11 +79,12 @@ impl Analyzer {
         targets: &[(Version, String)],
         prior: Option<&AnalysisView>,
     ) -> Option<AnalysisView> {
-        let reads = futures::future::join_all(targets.iter().map(|(version, address)| async move {
-            let read = scrape::fetch(address, SCRAPE_TIMEOUT).await;
-            (version, address, read)
-        }))
-        .await;
+        let reads =
+            futures::future::join_all(targets.iter().map(|(version, address)| async move {
+                let read = scrape::fetch(address, SCRAPE_TIMEOUT).await;
+                (version, address, read)
+            }))
+            .await;
 
         let mut sources = Vec::new();
         let mut any_delta = false;
@@ -98,7 +102,7 @@ impl Analyzer {
                     if let Some(delta) = delta {
                         self.pending
                             .entry(version.clone())
-                            .and_modify(|sum| sum.add(&delta))
+                            .and_modify(|sum| sum.merge(&delta))
                             .or_insert(delta);
                         any_delta = true;
                     }
@@ -110,8 +114,8 @@ impl Analyzer {
         }
         let query = format!(
             "{} and {} read from /metrics of {}",
-            scrape::HANDLED_TOTAL,
-            scrape::HANDLING_SECONDS,
+            HANDLED_TOTAL,
+            HANDLING_SECONDS,
             sources.join(", ")
         );
         if !any_delta && self.pending.is_empty() {
@@ -130,7 +134,9 @@ impl Analyzer {
             query,
         );
         if view.verdict != Verdict::Inconclusive {
-            if let Some(window) = stable_window.filter(|w| w.requests >= self.spec.min_requests as f64) {
+            if let Some(window) =
+                stable_window.filter(|w| w.requests >= self.spec.min_requests as f64)
+            {
                 self.baseline = Some(window);
             }
             self.pending.clear();
@@ -258,7 +264,11 @@ mod tests {
         })
     }
 
-    fn verdict(new: Option<Window>, stable: Option<Window>, baseline: Option<Window>) -> AnalysisView {
+    fn verdict(
+        new: Option<Window>,
+        stable: Option<Window>,
+        baseline: Option<Window>,
+    ) -> AnalysisView {
         judge(
             &AnalysisSpec::default(),
             &Version::new(1, 1, 0),
@@ -305,11 +315,20 @@ mod tests {
     #[test]
     fn latency_fails_only_above_both_the_ratio_and_the_floor() {
         // 30 ms vs 10 ms: above 1.5× but the limit is the 25 ms floor → 30 > 25 fails.
-        assert_eq!(verdict(window(100.0, 0.0, 30.0), window(100.0, 0.0, 10.0), None).verdict, Verdict::Failed);
+        assert_eq!(
+            verdict(window(100.0, 0.0, 30.0), window(100.0, 0.0, 10.0), None).verdict,
+            Verdict::Failed
+        );
         // 20 ms vs 10 ms: above 1.5× yet under the floor: noise, passes.
-        assert_eq!(verdict(window(100.0, 0.0, 20.0), window(100.0, 0.0, 10.0), None).verdict, Verdict::Passed);
+        assert_eq!(
+            verdict(window(100.0, 0.0, 20.0), window(100.0, 0.0, 10.0), None).verdict,
+            Verdict::Passed
+        );
         // 140 ms vs 100 ms: under 1.5×.
-        assert_eq!(verdict(window(100.0, 0.0, 140.0), window(100.0, 0.0, 100.0), None).verdict, Verdict::Passed);
+        assert_eq!(
+            verdict(window(100.0, 0.0, 140.0), window(100.0, 0.0, 100.0), None).verdict,
+            Verdict::Passed
+        );
     }
 
     #[test]
@@ -318,7 +337,11 @@ mod tests {
         let view = verdict(window(100.0, 0.0, 40.0), window(2.0, 0.0, 1.0), baseline);
         assert_eq!(view.verdict, Verdict::Failed, "{view:?}");
         let view = verdict(window(100.0, 0.0, 40.0), window(2.0, 0.0, 1.0), None);
-        assert_eq!(view.verdict, Verdict::Passed, "no reference: latency not judged");
+        assert_eq!(
+            view.verdict,
+            Verdict::Passed,
+            "no reference: latency not judged"
+        );
     }
 
     #[test]

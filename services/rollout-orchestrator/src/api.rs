@@ -131,9 +131,16 @@ impl OrchestratorApi {
             message: match rollback_to {
                 Some(revision) => format!(
                     "rollback of {service} from {from} to revision {revision} ({to_version}){}",
-                    if skip_analysis { ", within the rollback window: no steps, no analysis" } else { "" }
+                    if skip_analysis {
+                        ", within the rollback window: no steps, no analysis"
+                    } else {
+                        ""
+                    }
                 ),
-                None => format!("{service}: {from} → {to_version}, {} steps", rollout.plan.len()),
+                None => format!(
+                    "{service}: {from} → {to_version}, {} steps",
+                    rollout.plan.len()
+                ),
             },
             halt: None,
             step_index: 0,
@@ -145,7 +152,11 @@ impl OrchestratorApi {
             halt: None,
             step_index: 0,
         };
-        let stored = self.ctx.store.create_rollout(&rollout, &[started, step]).await?;
+        let stored = self
+            .ctx
+            .store
+            .create_rollout(&rollout, &[started, step])
+            .await?;
         self.ctx.wake.notify_one();
         Ok(stored)
     }
@@ -217,7 +228,12 @@ impl OrchestratorApi {
     }
 }
 
-fn event(rollout: &Rollout, kind: EventKind, message: String, halt: Option<Halt>) -> NewRolloutEvent {
+fn event(
+    rollout: &Rollout,
+    kind: EventKind,
+    message: String,
+    halt: Option<Halt>,
+) -> NewRolloutEvent {
     NewRolloutEvent {
         time: Timestamp::now(),
         kind,
@@ -251,7 +267,12 @@ impl Orchestrator for OrchestratorApi {
         request: Request<pb::GetRolloutRequest>,
     ) -> Result<Response<pb::Rollout>, Status> {
         let id = RolloutId::parse("id", &request.get_ref().id).map_err(ApiError::from)?;
-        let rollout = self.ctx.store.get_rollout(&id).await.map_err(ApiError::from)?;
+        let rollout = self
+            .ctx
+            .store
+            .get_rollout(&id)
+            .await
+            .map_err(ApiError::from)?;
         Ok(Response::new(convert::rollout(&rollout)))
     }
 
@@ -292,7 +313,10 @@ impl Orchestrator for OrchestratorApi {
             .map_err(ApiError::from)?;
         let next_page_token = if rollouts.len() > limit as usize {
             rollouts.truncate(limit as usize);
-            rollouts.last().map(|r| r.id.to_string()).unwrap_or_default()
+            rollouts
+                .last()
+                .map(|r| r.id.to_string())
+                .unwrap_or_default()
         } else {
             String::new()
         };
@@ -311,8 +335,18 @@ impl Orchestrator for OrchestratorApi {
         let id = RolloutId::parse("id", &request.get_ref().id).map_err(ApiError::from)?;
         // Subscribed before the first read, so no change between the two is missed.
         let mut changes = self.ctx.store.subscribe_rollouts();
-        let rollout = self.ctx.store.get_rollout(&id).await.map_err(ApiError::from)?;
-        let events = self.ctx.store.rollout_events(&id, 0).await.map_err(ApiError::from)?;
+        let rollout = self
+            .ctx
+            .store
+            .get_rollout(&id)
+            .await
+            .map_err(ApiError::from)?;
+        let events = self
+            .ctx
+            .store
+            .rollout_events(&id, 0)
+            .await
+            .map_err(ApiError::from)?;
         let (tx, rx) = mpsc::channel(16);
         let store = self.ctx.store.clone();
         let mut stop = self.stop.clone();
@@ -369,10 +403,15 @@ impl Orchestrator for OrchestratorApi {
                 }
             }
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
-    async fn pause(&self, request: Request<pb::PauseRequest>) -> Result<Response<pb::Rollout>, Status> {
+    async fn pause(
+        &self,
+        request: Request<pb::PauseRequest>,
+    ) -> Result<Response<pb::Rollout>, Status> {
         let request = request.into_inner();
         let reason = request.reason.clone();
         let rollout = self
@@ -380,7 +419,11 @@ impl Orchestrator for OrchestratorApi {
                 RolloutState::Paused => Ok(Vec::new()),
                 RolloutState::Progressing => {
                     r.state = RolloutState::Paused;
-                    let why = if reason.is_empty() { "paused by an operator".to_owned() } else { format!("paused by an operator: {reason}") };
+                    let why = if reason.is_empty() {
+                        "paused by an operator".to_owned()
+                    } else {
+                        format!("paused by an operator: {reason}")
+                    };
                     r.status_message = format!("{why} at step {}", r.step_index + 1);
                     Ok(vec![event(r, EventKind::Paused, why, None)])
                 }
@@ -394,7 +437,10 @@ impl Orchestrator for OrchestratorApi {
         Ok(Response::new(convert::rollout(&rollout)))
     }
 
-    async fn resume(&self, request: Request<pb::ResumeRequest>) -> Result<Response<pb::Rollout>, Status> {
+    async fn resume(
+        &self,
+        request: Request<pb::ResumeRequest>,
+    ) -> Result<Response<pb::Rollout>, Status> {
         let rollout = self
             .command(&request.get_ref().id, |r| match r.state {
                 RolloutState::Progressing => Ok(Vec::new()),
@@ -406,7 +452,12 @@ impl Orchestrator for OrchestratorApi {
                         analysis.inconclusive_in_a_row = 0;
                     }
                     r.status_message = format!("resumed at step {}", r.step_index + 1);
-                    Ok(vec![event(r, EventKind::Resumed, "resumed by an operator".into(), None)])
+                    Ok(vec![event(
+                        r,
+                        EventKind::Resumed,
+                        "resumed by an operator".into(),
+                        None,
+                    )])
                 }
                 RolloutState::Aborting => Err(ApiError::WrongState(format!(
                     "rollout {} is aborting; resume changed nothing",
@@ -418,7 +469,10 @@ impl Orchestrator for OrchestratorApi {
         Ok(Response::new(convert::rollout(&rollout)))
     }
 
-    async fn promote(&self, request: Request<pb::PromoteRequest>) -> Result<Response<pb::Rollout>, Status> {
+    async fn promote(
+        &self,
+        request: Request<pb::PromoteRequest>,
+    ) -> Result<Response<pb::Rollout>, Status> {
         let full = request.get_ref().full;
         let rollout = self
             .command(&request.get_ref().id, |r| match r.state {
@@ -449,7 +503,10 @@ impl Orchestrator for OrchestratorApi {
         Ok(Response::new(convert::rollout(&rollout)))
     }
 
-    async fn abort(&self, request: Request<pb::AbortRequest>) -> Result<Response<pb::Rollout>, Status> {
+    async fn abort(
+        &self,
+        request: Request<pb::AbortRequest>,
+    ) -> Result<Response<pb::Rollout>, Status> {
         let request = request.into_inner();
         let reason = if request.reason.is_empty() {
             "aborted by an operator".to_owned()
@@ -470,7 +527,12 @@ impl Orchestrator for OrchestratorApi {
                     r.state = RolloutState::Aborting;
                     r.status_message = format!("aborting: {reason}");
                     r.halt = Some(halt.clone());
-                    Ok(vec![event(r, EventKind::AbortRequested, reason.clone(), Some(halt))])
+                    Ok(vec![event(
+                        r,
+                        EventKind::AbortRequested,
+                        reason.clone(),
+                        Some(halt),
+                    )])
                 }
                 RolloutState::Aborted | RolloutState::Succeeded => Err(ended(r, "abort")),
             })
@@ -478,10 +540,18 @@ impl Orchestrator for OrchestratorApi {
         Ok(Response::new(convert::rollout(&rollout)))
     }
 
-    async fn rollback(&self, request: Request<pb::RollbackRequest>) -> Result<Response<pb::Rollout>, Status> {
+    async fn rollback(
+        &self,
+        request: Request<pb::RollbackRequest>,
+    ) -> Result<Response<pb::Rollout>, Status> {
         let request = request.into_inner();
         let service = ServiceName::parse("service", &request.service).map_err(ApiError::from)?;
-        let revisions = self.ctx.store.list_revisions(&service).await.map_err(ApiError::from)?;
+        let revisions = self
+            .ctx
+            .store
+            .list_revisions(&service)
+            .await
+            .map_err(ApiError::from)?;
         let Some(current) = revisions.first() else {
             return Err(ApiError::WrongState(format!(
                 "{service} has no revisions: no rollout of it has succeeded"
@@ -529,8 +599,14 @@ impl Orchestrator for OrchestratorApi {
         &self,
         request: Request<pb::ListRevisionsRequest>,
     ) -> Result<Response<pb::ListRevisionsResponse>, Status> {
-        let service = ServiceName::parse("service", &request.get_ref().service).map_err(ApiError::from)?;
-        let revisions = self.ctx.store.list_revisions(&service).await.map_err(ApiError::from)?;
+        let service =
+            ServiceName::parse("service", &request.get_ref().service).map_err(ApiError::from)?;
+        let revisions = self
+            .ctx
+            .store
+            .list_revisions(&service)
+            .await
+            .map_err(ApiError::from)?;
         Ok(Response::new(pb::ListRevisionsResponse {
             revisions: revisions.iter().map(convert::revision).collect(),
         }))

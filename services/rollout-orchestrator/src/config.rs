@@ -38,11 +38,19 @@ pub struct Config {
     pub state_dir: PathBuf,
 
     /// Directories searched first for an artifact's program (then PATH).
-    #[arg(long = "bin-dir", env = "FLOTILLA_ORCHESTRATOR_BIN_DIRS", value_delimiter = ':')]
+    #[arg(
+        long = "bin-dir",
+        env = "FLOTILLA_ORCHESTRATOR_BIN_DIRS",
+        value_delimiter = ':'
+    )]
     pub bin_dirs: Vec<PathBuf>,
 
     /// The host instances listen on and are reached at.
-    #[arg(long, env = "FLOTILLA_ORCHESTRATOR_INSTANCE_HOST", default_value = "127.0.0.1")]
+    #[arg(
+        long,
+        env = "FLOTILLA_ORCHESTRATOR_INSTANCE_HOST",
+        default_value = "127.0.0.1"
+    )]
     pub instance_host: String,
 
     /// How long a service's lease lasts without renewal, in milliseconds: the longest a rollout

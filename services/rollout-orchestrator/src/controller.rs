@@ -144,7 +144,14 @@ impl Controller {
         let until_pause = self
             .rollout
             .pause_until
-            .map(|until| Duration::from_millis(until.millis().saturating_sub(Timestamp::now().millis()).max(0) as u64))
+            .map(|until| {
+                Duration::from_millis(
+                    until
+                        .millis()
+                        .saturating_sub(Timestamp::now().millis())
+                        .max(0) as u64,
+                )
+            })
             .unwrap_or(TICK);
         TICK.min(until_analysis).min(until_pause)
     }
@@ -240,7 +247,9 @@ impl Controller {
             .registry
             .get_version(&self.rollout.service, version)
             .await
-            .map_err(|status| format!("reading {version} from the registry: {}", status.message()))?;
+            .map_err(|status| {
+                format!("reading {version} from the registry: {}", status.message())
+            })?;
         let artifact = record
             .artifact
             .map(|a| Artifact {
@@ -385,9 +394,11 @@ impl Controller {
         match outcome {
             Ok(Progress::Done) => self.advance(step),
             Ok(Progress::Waiting(why)) => {
-                self.rollout.status_message = format!("step {}: {why}", self.rollout.step_index + 1);
+                self.rollout.status_message =
+                    format!("step {}: {why}", self.rollout.step_index + 1);
                 let stuck_for = Timestamp::now().millis() - self.rollout.step_started.millis();
-                let waits_on_people = matches!(step, PlanStep::Pause { .. } | PlanStep::Analysis { .. });
+                let waits_on_people =
+                    matches!(step, PlanStep::Pause { .. } | PlanStep::Analysis { .. });
                 if !waits_on_people && stuck_for > self.rollout.progress_deadline_ms as i64 {
                     self.begin_abort(Halt {
                         gate: Gate::ProgressDeadline,
@@ -507,7 +518,12 @@ impl Controller {
             .registry
             .instances(&self.rollout.service)
             .await
-            .map_err(|s| platform_halt(format!("listing instances in the registry: {}", s.message()), "registry"))?;
+            .map_err(|s| {
+                platform_halt(
+                    format!("listing instances in the registry: {}", s.message()),
+                    "registry",
+                )
+            })?;
         Ok(instances
             .into_iter()
             .filter(|i| i.version == version.to_string())
@@ -523,7 +539,9 @@ impl Controller {
                 let started = self.start_instance(&to).await?;
                 self.health.track(&started.address);
             }
-            return Ok(Progress::Waiting(format!("starting {wanted} instance(s) of {to}")));
+            return Ok(Progress::Waiting(format!(
+                "starting {wanted} instance(s) of {to}"
+            )));
         }
         for extra in new.iter().skip(wanted as usize) {
             self.stop_instance(extra).await?;
@@ -546,9 +564,11 @@ impl Controller {
             )));
         }
         for instance in new.iter().take(wanted as usize) {
-            let first_time = self.rollout.instances.iter().any(|v| {
-                v.address == instance.address && v.health != Health::Serving
-            });
+            let first_time = self
+                .rollout
+                .instances
+                .iter()
+                .any(|v| v.address == instance.address && v.health != Health::Serving);
             if first_time {
                 self.event(
                     EventKind::InstanceReady,
@@ -560,7 +580,11 @@ impl Controller {
         Ok(Progress::Done)
     }
 
-    async fn scale_stable(&mut self, wanted: u32, stable: &[PlatformInstance]) -> Result<Progress, Halt> {
+    async fn scale_stable(
+        &mut self,
+        wanted: u32,
+        stable: &[PlatformInstance],
+    ) -> Result<Progress, Halt> {
         let Some(from) = self.rollout.from_version.clone() else {
             return Ok(Progress::Done);
         };
@@ -571,10 +595,16 @@ impl Controller {
             for _ in stable.len() as u32..wanted {
                 self.start_instance(&from).await?;
             }
-            return Ok(Progress::Waiting(format!("starting {wanted} instance(s) of {from}")));
+            return Ok(Progress::Waiting(format!(
+                "starting {wanted} instance(s) of {from}"
+            )));
         }
         if wanted == 0 && !self.reported_unmanaged {
-            let unmanaged = self.registered(&from).await?.len().saturating_sub(stable.len().min(wanted as usize));
+            let unmanaged = self
+                .registered(&from)
+                .await?
+                .len()
+                .saturating_sub(stable.len().min(wanted as usize));
             let managed_left = stable.len().min(wanted as usize);
             if unmanaged > managed_left {
                 self.reported_unmanaged = true;
@@ -608,9 +638,15 @@ impl Controller {
             .registry
             .set_route(&self.rollout.service, &weights)
             .await
-            .map_err(|s| platform_halt(format!("setting the route: {}", s.message()), "registry"))?;
+            .map_err(|s| {
+                platform_halt(format!("setting the route: {}", s.message()), "registry")
+            })?;
         let shown: Vec<String> = weights.iter().map(|(v, w)| format!("{v}: {w}%")).collect();
-        self.event(EventKind::WeightsSet, format!("weights {}", shown.join(", ")), None);
+        self.event(
+            EventKind::WeightsSet,
+            format!("weights {}", shown.join(", ")),
+            None,
+        );
         self.rollout.weights = weights;
         Ok(())
     }
@@ -622,7 +658,10 @@ impl Controller {
     }
 
     async fn weight_by_instances(&mut self) -> Result<Progress, Halt> {
-        let new = self.registered(&self.rollout.to_version.clone()).await?.len() as u32;
+        let new = self
+            .registered(&self.rollout.to_version.clone())
+            .await?
+            .len() as u32;
         let old = match self.rollout.from_version.clone() {
             Some(from) => self.registered(&from).await?.len() as u32,
             None => 0,
@@ -665,7 +704,9 @@ impl Controller {
         if passes >= intervals {
             Progress::Done
         } else {
-            Progress::Waiting(format!("analysis: {passes} of {intervals} passing intervals"))
+            Progress::Waiting(format!(
+                "analysis: {passes} of {intervals} passing intervals"
+            ))
         }
     }
 
@@ -687,7 +728,8 @@ impl Controller {
         if Instant::now() < self.next_analysis {
             return;
         }
-        self.next_analysis = Instant::now() + Duration::from_millis(self.rollout.analysis.interval_ms);
+        self.next_analysis =
+            Instant::now() + Duration::from_millis(self.rollout.analysis.interval_ms);
         let targets: Vec<(Version, String)> = new
             .iter()
             .chain(stable.iter())
@@ -762,7 +804,13 @@ impl Controller {
     async fn abort(&mut self) -> Result<(), String> {
         let (new, stable) = self.observe().await?;
         if let Some(from) = self.rollout.from_version.clone() {
-            if let Err(halt) = self.apply_weights(vec![(from.clone(), 100), (self.rollout.to_version.clone(), 0)]).await {
+            if let Err(halt) = self
+                .apply_weights(vec![
+                    (from.clone(), 100),
+                    (self.rollout.to_version.clone(), 0),
+                ])
+                .await
+            {
                 return Err(halt.message);
             }
             let wanted = self.stable_replicas();
@@ -790,11 +838,10 @@ impl Controller {
         self.rollout.state = RolloutState::Aborted;
         self.rollout.promotion = None;
         self.rollout.pause_until = None;
-        let reason = self
-            .rollout
-            .halt
-            .as_ref()
-            .map_or_else(|| "aborted".to_owned(), |h| format!("{} gate: {}", h.gate, h.message));
+        let reason = self.rollout.halt.as_ref().map_or_else(
+            || "aborted".to_owned(),
+            |h| format!("{} gate: {}", h.gate, h.message),
+        );
         self.rollout.status_message = match &self.rollout.from_version {
             Some(from) => format!("aborted; all traffic on {from}. {reason}"),
             None => format!("aborted. {reason}"),

@@ -95,7 +95,9 @@ pub fn strategy(request: Option<&pb::Strategy>) -> Result<Strategy, InvalidField
                             0..=7 * 24 * 3_600_000,
                         )?,
                     },
-                    Some(pb::canary_step::Step::Analysis(a)) if !(1..=100).contains(&a.intervals) => {
+                    Some(pb::canary_step::Step::Analysis(a))
+                        if !(1..=100).contains(&a.intervals) =>
+                    {
                         return Err(InvalidField::new(
                             format!("{field}.analysis.intervals"),
                             format!("{} is outside 1 to 100", a.intervals),
@@ -135,16 +137,17 @@ pub fn analysis(request: Option<&pb::Analysis>) -> Result<AnalysisSpec, InvalidF
     let Some(a) = request else {
         return Ok(defaults);
     };
-    let ratio = |field: &str, value: Option<f64>, default: f64, range: std::ops::RangeInclusive<f64>| {
-        let value = value.unwrap_or(default);
-        if !value.is_finite() || !range.contains(&value) {
-            return Err(InvalidField::new(
-                field,
-                format!("{value} is outside {} to {}", range.start(), range.end()),
-            ));
-        }
-        Ok(value)
-    };
+    let ratio =
+        |field: &str, value: Option<f64>, default: f64, range: std::ops::RangeInclusive<f64>| {
+            let value = value.unwrap_or(default);
+            if !value.is_finite() || !range.contains(&value) {
+                return Err(InvalidField::new(
+                    field,
+                    format!("{value} is outside {} to {}", range.start(), range.end()),
+                ));
+            }
+            Ok(value)
+        };
     Ok(AnalysisSpec {
         interval_ms: millis(
             "analysis.interval",
@@ -425,7 +428,9 @@ mod tests {
             step(pb::canary_step::Step::Pause(pb::PauseStep {
                 duration: Some(duration(1500)),
             })),
-            step(pb::canary_step::Step::Analysis(pb::AnalysisStep { intervals: 2 })),
+            step(pb::canary_step::Step::Analysis(pb::AnalysisStep {
+                intervals: 2,
+            })),
         ]);
         assert_eq!(
             strategy(Some(&good)).unwrap(),
@@ -446,7 +451,10 @@ mod tests {
         let error = strategy(Some(&bad)).unwrap_err();
         assert_eq!(error.field, "strategy.canary.steps[1].set_weight");
         let empty = canary(vec![pb::CanaryStep { step: None }]);
-        assert_eq!(strategy(Some(&empty)).unwrap_err().field, "strategy.canary.steps[0]");
+        assert_eq!(
+            strategy(Some(&empty)).unwrap_err().field,
+            "strategy.canary.steps[0]"
+        );
     }
 
     #[test]

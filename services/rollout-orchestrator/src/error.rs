@@ -71,7 +71,12 @@ impl From<ApiError> for Status {
             }
             ApiError::Store(store) => match store {
                 StoreError::RolloutNotFound(id) => {
-                    details.set_resource_info("flotilla.rollout.v1.Rollout", id.as_str(), "", "not found");
+                    details.set_resource_info(
+                        "flotilla.rollout.v1.Rollout",
+                        id.as_str(),
+                        "",
+                        "not found",
+                    );
                     Code::NotFound
                 }
                 StoreError::RolloutActive { active, .. } => {
@@ -119,7 +124,10 @@ mod tests {
             "rollout of greeter 2.0.0 refused: CONSUMER frontend@1.0.0: requires greeter ^1.1; \
              2.0.0 does not satisfy it"
         );
-        let violations = status.get_details_precondition_failure().unwrap().violations;
+        let violations = status
+            .get_details_precondition_failure()
+            .unwrap()
+            .violations;
         assert_eq!(violations[0].r#type, "CONSUMER");
         assert_eq!(violations[0].subject, "frontend@1.0.0");
     }

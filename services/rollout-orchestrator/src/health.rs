@@ -1,11 +1,7 @@
 //! The health gate's eyes: one grpc.health.v1 Watch stream per instance (pushed, never polled),
 //! so a NOT_SERVING is seen the moment the instance reports it.
 
-use std::{
-    collections::HashMap,
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use flotilla_model::Health;
 use tokio::{
@@ -137,15 +133,12 @@ async fn follow(address: String, status: watch::Sender<Observed>, changed: Arc<N
             {
                 Ok(response) => {
                     let mut stream = response.into_inner();
-                    loop {
-                        match stream.message().await {
-                            Ok(Some(reply)) => set(match ServingStatus::try_from(reply.status) {
-                                Ok(ServingStatus::Serving) => Health::Serving,
-                                Ok(ServingStatus::NotServing) => Health::NotServing,
-                                _ => Health::Unknown,
-                            }),
-                            Ok(None) | Err(_) => break,
-                        }
+                    while let Ok(Some(reply)) = stream.message().await {
+                        set(match ServingStatus::try_from(reply.status) {
+                            Ok(ServingStatus::Serving) => Health::Serving,
+                            Ok(ServingStatus::NotServing) => Health::NotServing,
+                            _ => Health::Unknown,
+                        });
                     }
                     set(Health::Unknown);
                 }

@@ -27,4 +27,3 @@ pub mod supervisor;
 
 pub use config::Config;
 pub use server::{ServeError, open_store, serve};
-mod shim_scrape;

@@ -24,7 +24,12 @@ pub const DEFAULT_ROLLBACK_WINDOW_MS: u64 = 30_000;
 
 /// The plan for moving `stable_replicas` instances of the stable version (none for a first
 /// deployment) to `replicas` instances of the new one.
-pub fn expand(strategy: &Strategy, has_stable: bool, stable_replicas: u32, replicas: u32) -> Vec<PlanStep> {
+pub fn expand(
+    strategy: &Strategy,
+    has_stable: bool,
+    stable_replicas: u32,
+    replicas: u32,
+) -> Vec<PlanStep> {
     let mut plan = Vec::new();
     if !has_stable {
         // A first deployment has no one to protect: start, then route.
@@ -76,7 +81,13 @@ pub fn expand(strategy: &Strategy, has_stable: bool, stable_replicas: u32, repli
         Strategy::Rolling {
             max_surge,
             max_unavailable,
-        } => rolling(&mut plan, stable_replicas, replicas, *max_surge, *max_unavailable),
+        } => rolling(
+            &mut plan,
+            stable_replicas,
+            replicas,
+            *max_surge,
+            *max_unavailable,
+        ),
     }
     if !plan.contains(&PlanStep::SetWeight(100)) {
         plan.push(PlanStep::SetWeight(100));
@@ -94,7 +105,11 @@ fn canary_instances(replicas: u32, weight: u32) -> u32 {
 /// and serving instances may fall to `replicas - unavailable`. Traffic follows instance counts
 /// after every batch.
 fn rolling(plan: &mut Vec<PlanStep>, stable: u32, replicas: u32, surge: u32, unavailable: u32) {
-    let surge = if surge == 0 && unavailable == 0 { 1 } else { surge };
+    let surge = if surge == 0 && unavailable == 0 {
+        1
+    } else {
+        surge
+    };
     let floor = replicas.saturating_sub(unavailable);
     let (mut new, mut old) = (0u32, stable);
     while new < replicas || old > 0 {
@@ -124,7 +139,14 @@ mod tests {
 
     #[test]
     fn a_first_deployment_starts_then_routes() {
-        let plan = expand(&Strategy::Canary { steps: default_canary_steps() }, false, 0, 2);
+        let plan = expand(
+            &Strategy::Canary {
+                steps: default_canary_steps(),
+            },
+            false,
+            0,
+            2,
+        );
         assert_eq!(plan, vec![ScaleNew(2), SetWeight(100)]);
     }
 
@@ -167,7 +189,14 @@ mod tests {
         );
         assert_eq!(
             plan,
-            vec![SetWeight(0), ScaleNew(1), SetWeight(20), ScaleNew(3), SetWeight(100), ScaleStable(0)]
+            vec![
+                SetWeight(0),
+                ScaleNew(1),
+                SetWeight(20),
+                ScaleNew(3),
+                SetWeight(100),
+                ScaleStable(0)
+            ]
         );
     }
 
@@ -189,7 +218,9 @@ mod tests {
                 ScaleNew(2),
                 Pause { duration_ms: None },
                 SetWeight(100),
-                Pause { duration_ms: Some(5_000) },
+                Pause {
+                    duration_ms: Some(5_000)
+                },
                 ScaleStable(0),
             ]
         );
@@ -226,9 +257,13 @@ mod tests {
 
     #[test]
     fn rolling_never_exceeds_surge_nor_drops_below_the_unavailable_floor() {
-        for (stable, replicas, surge, unavailable) in
-            [(3, 3, 1, 0), (4, 4, 2, 1), (3, 5, 1, 1), (5, 2, 0, 1), (2, 2, 0, 0)]
-        {
+        for (stable, replicas, surge, unavailable) in [
+            (3, 3, 1, 0),
+            (4, 4, 2, 1),
+            (3, 5, 1, 1),
+            (5, 2, 0, 1),
+            (2, 2, 0, 0),
+        ] {
             let plan = expand(
                 &Strategy::Rolling {
                     max_surge: surge,
@@ -238,7 +273,11 @@ mod tests {
                 stable,
                 replicas,
             );
-            let surge = if surge == 0 && unavailable == 0 { 1 } else { surge };
+            let surge = if surge == 0 && unavailable == 0 {
+                1
+            } else {
+                surge
+            };
             let (mut new, mut old) = (0, stable);
             for step in &plan {
                 match step {
@@ -248,7 +287,10 @@ mod tests {
                 }
                 assert!(new + old <= replicas.max(stable) + surge, "{plan:?}");
                 if let ScaleStable(_) = step {
-                    assert!(new + old >= replicas.saturating_sub(unavailable).min(stable), "{plan:?}");
+                    assert!(
+                        new + old >= replicas.saturating_sub(unavailable).min(stable),
+                        "{plan:?}"
+                    );
                 }
             }
             assert_eq!((new, old), (replicas, 0), "{plan:?}");

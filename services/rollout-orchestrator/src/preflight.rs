@@ -46,8 +46,12 @@ pub async fn check(
         compatibility(service, target, &other, &verdict, &mut refusals);
     }
 
-    let target_version = Version::parse(&target.version)
-        .map_err(|e| Status::internal(format!("the registry returned version {:?}: {e}", target.version)))?;
+    let target_version = Version::parse(&target.version).map_err(|e| {
+        Status::internal(format!(
+            "the registry returned version {:?}: {e}",
+            target.version
+        ))
+    })?;
     for consumer in registry.consumers(service).await? {
         if consumer.live_instances == 0 {
             continue;
@@ -65,7 +69,11 @@ pub async fn check(
                     consumer.requirement,
                     target.version,
                     consumer.live_instances,
-                    if consumer.live_instances == 1 { "" } else { "s" }
+                    if consumer.live_instances == 1 {
+                        ""
+                    } else {
+                        "s"
+                    }
                 ),
             });
         }
@@ -74,7 +82,8 @@ pub async fn check(
 }
 
 fn lifecycle(subject: &str, target: &pb::Version, force: bool, refusals: &mut Vec<Refusal>) {
-    let state = pb::LifecycleState::try_from(target.state).unwrap_or(pb::LifecycleState::Unspecified);
+    let state =
+        pb::LifecycleState::try_from(target.state).unwrap_or(pb::LifecycleState::Unspecified);
     let refusal = match state {
         pb::LifecycleState::Released => None,
         pb::LifecycleState::Deprecated if force => None,
@@ -142,12 +151,37 @@ mod tests {
     #[test]
     fn only_released_versions_pass_the_lifecycle_gate_unless_forced_past_deprecation() {
         let mut refusals = Vec::new();
-        lifecycle("s@1", &version("1.0.0", pb::LifecycleState::Released), false, &mut refusals);
-        lifecycle("s@1", &version("1.0.0", pb::LifecycleState::Deprecated), true, &mut refusals);
+        lifecycle(
+            "s@1",
+            &version("1.0.0", pb::LifecycleState::Released),
+            false,
+            &mut refusals,
+        );
+        lifecycle(
+            "s@1",
+            &version("1.0.0", pb::LifecycleState::Deprecated),
+            true,
+            &mut refusals,
+        );
         assert!(refusals.is_empty());
-        lifecycle("s@1", &version("1.0.0", pb::LifecycleState::Deprecated), false, &mut refusals);
-        lifecycle("s@1", &version("1.0.0", pb::LifecycleState::Yanked), true, &mut refusals);
-        lifecycle("s@1", &version("1.0.0", pb::LifecycleState::Retired), true, &mut refusals);
+        lifecycle(
+            "s@1",
+            &version("1.0.0", pb::LifecycleState::Deprecated),
+            false,
+            &mut refusals,
+        );
+        lifecycle(
+            "s@1",
+            &version("1.0.0", pb::LifecycleState::Yanked),
+            true,
+            &mut refusals,
+        );
+        lifecycle(
+            "s@1",
+            &version("1.0.0", pb::LifecycleState::Retired),
+            true,
+            &mut refusals,
+        );
         let descriptions: Vec<_> = refusals.iter().map(|r| r.description.as_str()).collect();
         assert_eq!(
             descriptions,

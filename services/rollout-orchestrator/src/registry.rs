@@ -41,9 +41,10 @@ impl Registry {
 
     fn request<T>(message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
-        request
-            .metadata_mut()
-            .insert(ACTOR_HEADER, tonic::metadata::MetadataValue::from_static(ACTOR));
+        request.metadata_mut().insert(
+            ACTOR_HEADER,
+            tonic::metadata::MetadataValue::from_static(ACTOR),
+        );
         request
     }
 

@@ -108,7 +108,12 @@ impl LocalProcessPlatform {
     }
 
     async fn wait_for_exit(&self, pid: u32, within: Duration) -> bool {
-        let child = self.inner.children.lock().ok().and_then(|c| c.get(&pid).cloned());
+        let child = self
+            .inner
+            .children
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&pid).cloned());
         let exited = async {
             match child {
                 Some(mut exited) => {
@@ -210,7 +215,9 @@ impl Platform for LocalProcessPlatform {
             .spawn()
             .map_err(start_error)?;
         let pid = child.id().ok_or_else(|| {
-            start_error(std::io::Error::other("the process exited before it was seen"))
+            start_error(std::io::Error::other(
+                "the process exited before it was seen",
+            ))
         })?;
         let start_ticks = process_start_ticks(pid).unwrap_or(0);
 
@@ -450,7 +457,10 @@ mod tests {
             .unwrap();
         let successor = platform(dir.path());
         let service = ServiceName::parse("service", "sleeper").unwrap();
-        assert_eq!(successor.list(&service).await.unwrap(), vec![started.clone()]);
+        assert_eq!(
+            successor.list(&service).await.unwrap(),
+            vec![started.clone()]
+        );
         successor.stop(&started.handle).await.unwrap();
         assert!(successor.list(&service).await.unwrap().is_empty());
     }
@@ -481,6 +491,9 @@ mod tests {
         let error = platform
             .check(&s.service, &s.version, &s.artifact)
             .unwrap_err();
-        assert!(error.to_string().contains("no-such-program-anywhere"), "{error}");
+        assert!(
+            error.to_string().contains("no-such-program-anywhere"),
+            "{error}"
+        );
     }
 }
