@@ -339,7 +339,7 @@ async fn rolling_replaces_instances_in_batches_and_an_abort_restores_the_old_set
     fleet.publish_greeter("1.0.0", "1.0.0", &[]).unwrap();
     fleet.publish_greeter("1.1.0", "1.1.0", &[]).unwrap();
     fleet
-        .publish_greeter("1.1.0", "1.2.0", &["--unhealthy-after", "3"])
+        .publish_greeter("1.1.0", "1.2.0", &["--unhealthy-after", "0"])
         .unwrap();
     deploy(&fleet, "1.0.0", 2).await.unwrap();
     let mut client = fleet.client(0).await.unwrap();
@@ -388,13 +388,12 @@ async fn rolling_replaces_instances_in_batches_and_an_abort_restores_the_old_set
     );
     assert_eq!(fleet.running_versions(), ["1.1.0", "1.1.0"]);
 
-    // 1.2.0 turns NOT_SERVING 3 s after start: the health gate aborts the rolling update, and
-    // the abort brings the old set back to two.
-    let rollout = client
-        .start_rollout(rollout_request("1.2.0", rolling))
-        .await
-        .unwrap()
-        .into_inner();
+    // 1.2.0 turns NOT_SERVING as soon as it registers: whether the orchestrator saw it serve
+    // for a moment or never, the health gate aborts the rolling update, and the abort brings the
+    // old set back to two.
+    let mut request = rollout_request("1.2.0", rolling);
+    request.health_deadline = Some(prost_duration(Duration::from_secs(5)));
+    let rollout = client.start_rollout(request).await.unwrap().into_inner();
     let (aborted, _) = follow(&mut client, &rollout.id, ROLLOUT_TIMEOUT)
         .await
         .unwrap();
