@@ -209,7 +209,17 @@ async fn release_1_1_0_greets_by_locale_and_publishes_its_own_schema() {
     );
     assert_eq!(
         version.artifact.unwrap().command,
-        ["demo-greeter", "--release", "1.1.0", "--version", "1.1.0"]
+        [
+            "demo-greeter",
+            "--release",
+            "1.1.0",
+            "--version",
+            "1.1.0",
+            "--listen",
+            "{listen}",
+            "--registry",
+            "{registry}"
+        ]
     );
     assert!(version.dependencies.is_empty());
     assert_eq!(registry.instances().await.len(), 1);
