@@ -84,12 +84,12 @@ start orchestrator "$bin/rollout-orchestrator" --listen "$orchestrator_listen" \
 echo "   rollout-orchestrator  $address"
 
 step "publishing greeter releases (schema + how to run them; nothing runs yet)"
-"$bin/demo-greeter" --publish-only --registry "$registry" --release 1.0.0
-"$bin/demo-greeter" --publish-only --registry "$registry" --release 1.1.0
-"$bin/demo-greeter" --publish-only --registry "$registry" --release 2.0.0
+publish() { "$bin/demo-greeter" --publish-only --registry "$registry" "$@" 2>>"$state_dir/publish.log"; }
+publish --release 1.0.0
+publish --release 1.1.0
+publish --release 2.0.0
 # The faulty release: 1.1.0's API, 30% of its calls fail.
-"$bin/demo-greeter" --publish-only --registry "$registry" --release 1.1.0 --version 1.2.0 \
-  --error-ratio 0.3
+publish --release 1.1.0 --version 1.2.0 --error-ratio 0.3
 
 # Analysis settings for a small demo machine: judge every 500 ms on at least 10 calls, and
 # latency only well above scheduler noise.

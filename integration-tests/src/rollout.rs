@@ -28,16 +28,24 @@ pub struct RolloutFleet {
     pub orchestrators: Vec<Option<SuiteProcess>>,
     pub frontends: Vec<SuiteProcess>,
     pub dir: tempfile::TempDir,
+    /// The orchestrators' PostgreSQL database; None for the embedded store.
+    pub database_url: Option<String>,
 }
 
 impl RolloutFleet {
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_on(None)
+    }
+
+    /// With `database_url`, the orchestrators keep their rollouts in that PostgreSQL database.
+    pub fn start_on(database_url: Option<String>) -> anyhow::Result<Self> {
         let registry = SuiteProcess::registry(&["--data-file", ":memory:"])?;
         let mut fleet = Self {
             registry,
             orchestrators: Vec::new(),
             frontends: Vec::new(),
             dir: tempfile::tempdir()?,
+            database_url,
         };
         fleet.start_orchestrator()?;
         Ok(fleet)
@@ -53,13 +61,20 @@ impl RolloutFleet {
         let data = self.dir.path().join("orchestrator.sqlite");
         let state = self.state_dir();
         let bin = binary_dir();
+        let store = match &self.database_url {
+            Some(url) => ["--database-url", url.as_str()],
+            None => [
+                "--data-file",
+                data.to_str().context("a UTF-8 temporary path")?,
+            ],
+        };
         let args = [
             "--listen",
             "127.0.0.1:0",
             "--registry",
             &registry,
-            "--data-file",
-            data.to_str().context("a UTF-8 temporary path")?,
+            store[0],
+            store[1],
             "--state-dir",
             state.to_str().context("a UTF-8 temporary path")?,
             "--bin-dir",
@@ -325,6 +340,16 @@ impl Load {
             answers,
             tasks,
         }
+    }
+
+    /// When the first failed call so far was answered.
+    pub fn first_failure(&self) -> Option<Instant> {
+        self.answers
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .find(|a| a.outcome.is_err())
+            .map(|a| a.at)
     }
 
     pub async fn stop(self) -> Vec<Answer> {

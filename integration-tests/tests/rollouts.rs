@@ -4,8 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use flotilla_integration_tests::rollout::{
-    Load, RolloutFleet, canary, deploy, follow, prost_duration, rollout_request, tally,
+use flotilla_integration_tests::{
+    postgres::{TestDatabase, admin_url},
+    rollout::{Load, RolloutFleet, canary, deploy, follow, prost_duration, rollout_request, tally},
 };
 use flotilla_proto::rollout::v1::{self as pb, canary_step::Step};
 use tonic_types::StatusExt;
@@ -409,7 +410,19 @@ async fn rolling_replaces_instances_in_batches_and_an_abort_restores_the_old_set
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_orchestrator_is_succeeded_by_its_peer_which_finishes_the_rollout() {
-    let mut fleet = RolloutFleet::start().unwrap();
+    takeover(RolloutFleet::start().unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orchestrators_sharing_postgresql_hand_a_rollout_over_after_a_kill() {
+    let Some(admin) = admin_url() else { return };
+    let db = TestDatabase::create(&admin).await.unwrap();
+    takeover(RolloutFleet::start_on(Some(db.url.clone())).unwrap()).await;
+    db.drop_database().await.unwrap();
+}
+
+/// Two orchestrators on one store; the one acting is killed mid-canary; the other finishes it.
+async fn takeover(mut fleet: RolloutFleet) {
     fleet.publish_greeter("1.0.0", "1.0.0", &[]).unwrap();
     fleet.publish_greeter("1.1.0", "1.1.0", &[]).unwrap();
     deploy(&fleet, "1.0.0", 1).await.unwrap();

@@ -258,11 +258,26 @@ pub struct Figure {
 
 impl fmt::Display for Figure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}[{}]={:.4}", self.name, self.version, self.value)?;
+        write!(f, "{}[{}]={}", self.name, self.version, Number(self.value))?;
         if self.threshold != 0.0 {
-            write!(f, " (limit {:.4})", self.threshold)?;
+            write!(f, " (limit {})", Number(self.threshold))?;
         }
         Ok(())
+    }
+}
+
+/// A figure's number: at most four decimals, without trailing zeros (`119`, `0.2`, `0.0147`).
+struct Number(f64);
+
+impl fmt::Display for Number {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = format!("{:.4}", self.0);
+        let text = if text.contains('.') {
+            text.trim_end_matches('0').trim_end_matches('.')
+        } else {
+            &text
+        };
+        f.write_str(text)
     }
 }
 
@@ -546,6 +561,24 @@ mod tests {
             "pause 2m"
         );
         assert_eq!(PlanStep::ScaleNew(1).to_string(), "run 1 new instance");
+    }
+
+    #[test]
+    fn figures_print_without_trailing_zeros() {
+        let figure = Figure {
+            name: "error_ratio".into(),
+            version: "1.2.0".into(),
+            value: 0.2,
+            threshold: 0.0147,
+        };
+        assert_eq!(figure.to_string(), "error_ratio[1.2.0]=0.2 (limit 0.0147)");
+        let count = Figure {
+            name: "requests".into(),
+            version: "1.2.0".into(),
+            value: 119.0,
+            threshold: 0.0,
+        };
+        assert_eq!(count.to_string(), "requests[1.2.0]=119");
     }
 
     #[test]

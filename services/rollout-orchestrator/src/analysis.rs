@@ -86,17 +86,19 @@ impl Analyzer {
             }))
             .await;
 
+        // The first read after a (re)start only sets where every counter stands.
+        let starting = self.previous.is_empty();
         let mut sources = Vec::new();
         let mut any_delta = false;
         for (version, address, read) in reads {
             match read {
                 Ok(samples) => {
                     let now = CallStats::from_samples(&samples, &version.to_string());
-                    // A new instance's counters started with the instance, so its first read is
-                    // all canary traffic; a stable instance's first read only sets the start.
+                    // A new instance that appears mid-analysis started its counters with it, so
+                    // its first read is all canary traffic; any other first read sets the start.
                     let delta = match self.previous.get(address.as_str()) {
                         Some(before) => Some(now.delta(before)),
-                        None if version == new => Some(now.clone()),
+                        None if version == new && !starting => Some(now.clone()),
                         None => None,
                     };
                     if let Some(delta) = delta {
@@ -118,7 +120,7 @@ impl Analyzer {
             HANDLING_SECONDS,
             sources.join(", ")
         );
-        if !any_delta && self.pending.is_empty() {
+        if starting || (!any_delta && self.pending.is_empty()) {
             return None;
         }
         let new_window = self.pending.get(new).map(Window::of);

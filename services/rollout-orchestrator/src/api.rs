@@ -90,6 +90,12 @@ impl OrchestratorApi {
             None => 0,
         };
         let replicas = requested_replicas.unwrap_or(stable_replicas.max(1));
+        // A first deployment has no one to protect and nothing to compare with.
+        let strategy = if from_version.is_none() {
+            Strategy::Immediate
+        } else {
+            strategy
+        };
         let skip_analysis = matches!(strategy, Strategy::Immediate);
         let plan = plan::expand(&strategy, from_version.is_some(), stable_replicas, replicas);
         let now = Timestamp::now();

@@ -52,6 +52,8 @@ pub struct Controller {
     next_analysis: Instant,
     /// Unmanaged stable instances were reported once already.
     reported_unmanaged: bool,
+    /// New instances whose readiness is in the events already.
+    announced_ready: std::collections::HashSet<String>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -78,6 +80,7 @@ impl Controller {
             lease_renewed: Instant::now(),
             next_analysis: Instant::now(),
             reported_unmanaged: false,
+            announced_ready: Default::default(),
         }
     }
 
@@ -564,12 +567,7 @@ impl Controller {
             )));
         }
         for instance in new.iter().take(wanted as usize) {
-            let first_time = self
-                .rollout
-                .instances
-                .iter()
-                .any(|v| v.address == instance.address && v.health != Health::Serving);
-            if first_time {
+            if self.announced_ready.insert(instance.address.clone()) {
                 self.event(
                     EventKind::InstanceReady,
                     format!("{} at {} is SERVING", instance.handle, instance.address),
@@ -760,22 +758,28 @@ impl Controller {
         };
         match view.verdict {
             Verdict::Failed if view.failures > spec.failure_limit => {
+                // The message names what failed; the halt carries every figure.
+                let failing: Vec<String> = view
+                    .figures
+                    .iter()
+                    .filter(|f| f.name != "requests" && f.threshold > 0.0 && f.value > f.threshold)
+                    .map(ToString::to_string)
+                    .collect();
                 let h = halt(format!(
-                    "{} failed intervals (limit {}): {}",
+                    "{} failed interval{} (limit {}): {}",
                     view.failures,
+                    if view.failures == 1 { "" } else { "s" },
                     spec.failure_limit,
-                    figures.join(", ")
+                    failing.join(", ")
                 ));
                 self.rollout.last_analysis = Some(view);
                 self.begin_abort(h);
             }
             Verdict::Inconclusive if view.inconclusive_in_a_row > spec.inconclusive_limit => {
                 let h = halt(format!(
-                    "{} inconclusive intervals in a row (limit {}); missing data never passes a \
-                     rollout: resume or abort it. {}",
-                    view.inconclusive_in_a_row,
-                    spec.inconclusive_limit,
-                    figures.join(", ")
+                    "{} inconclusive intervals in a row (limit {}): too few calls to judge, and \
+                     missing data never passes a rollout; resume or abort it",
+                    view.inconclusive_in_a_row, spec.inconclusive_limit,
                 ));
                 self.rollout.last_analysis = Some(view);
                 self.rollout.state = RolloutState::Paused;

@@ -179,11 +179,16 @@ fn write_rollout(out: &mut String, r: &pb::Rollout, style: Style) -> fmt::Result
     }
     writeln!(out)?;
 
-    let mut strategy = strategy(r.strategy.as_ref());
+    // A stored rollout always names its strategy, except the all-at-once kind: a first
+    // deployment, or a rollback's emergency path.
+    let mut strategy = match &r.strategy {
+        None => "all at once, no steps".to_owned(),
+        Some(_) => strategy(r.strategy.as_ref()),
+    };
     if r.replicas != 0 {
         let _ = write!(strategy, "; {} replica{}", r.replicas, plural(r.replicas));
     }
-    if r.skip_analysis {
+    if r.skip_analysis && r.rollback_to_revision != 0 {
         strategy.push_str("; emergency path: no steps, no analysis");
     }
     field(out, "strategy", &strategy)?;
@@ -455,7 +460,8 @@ fn strategy_kind(strategy: Option<&pb::Strategy>) -> &'static str {
     use pb::strategy::Kind;
 
     match strategy.and_then(|s| s.kind.as_ref()) {
-        None | Some(Kind::Canary(_)) => "canary",
+        None => "at once",
+        Some(Kind::Canary(_)) => "canary",
         Some(Kind::Rolling(_)) => "rolling",
         Some(Kind::BlueGreen(_)) => "blue-green",
     }
