@@ -83,6 +83,10 @@ fn rollout(id: &str, to: &str, state: pb::RolloutState) -> pb::Rollout {
         service: "greeter".into(),
         from_version: "1.0.0".into(),
         to_version: to.into(),
+        // As the orchestrator stores it: the canary's steps, defaults left to it.
+        strategy: Some(pb::Strategy {
+            kind: Some(pb::strategy::Kind::Canary(pb::Canary::default())),
+        }),
         state: state.into(),
         plan: vec![
             plan_step("run 1 new instance", Action::ScaleNew(1)),
