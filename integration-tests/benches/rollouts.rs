@@ -1,7 +1,7 @@
 //! The rollout figures of the orchestrator's issue, on real processes, each against a baseline
 //! measured in the same run:
 //!
-//! 1. time from a fault becoming visible to traffic back on stable (a faulty 1.2.0 at 5% under
+//! 1. time from a fault becoming visible to traffic back on stable (a faulty 1.2.0 at 20% under
 //!    load, aborted by its analysis), median of 5 runs, against the same traffic move ordered by
 //!    an operator's Abort at the moment of the first failure (the floor: moving traffic);
 //! 2. failed frontend calls during a healthy canary under load;
@@ -25,7 +25,8 @@ fn median(mut values: Vec<Duration>) -> Duration {
     values[values.len() / 2]
 }
 
-/// From the first failed call to the last call the faulty version answered.
+/// From the first failed call to the last call the faulty version answered (the only version
+/// that fails, so a failed call is one of its answers too).
 fn fault_to_stable(answers: &[Answer], faulty: &str) -> Option<Duration> {
     let first_failure = answers
         .iter()
@@ -34,7 +35,7 @@ fn fault_to_stable(answers: &[Answer], faulty: &str) -> Option<Duration> {
         .min()?;
     let last_faulty = answers
         .iter()
-        .filter(|a| a.outcome.as_deref() == Ok(faulty))
+        .filter(|a| a.outcome.is_err() || a.outcome.as_deref() == Ok(faulty))
         .map(|a| a.at)
         .max()?;
     Some(last_faulty.saturating_duration_since(first_failure))
@@ -51,7 +52,7 @@ async fn faulty_rollout(operator_aborts: bool) -> anyhow::Result<Duration> {
     let mut request = rollout_request(
         "1.2.0",
         canary(&[
-            Step::SetWeight(5),
+            Step::SetWeight(20),
             Step::Pause(pb::PauseStep { duration: None }),
         ]),
     );

@@ -145,7 +145,8 @@ async fn a_faulty_release_is_aborted_by_itself_and_traffic_returns_to_stable() {
         .expect("the faulty release failed some calls");
     let last_faulty = answers
         .iter()
-        .filter(|a| a.outcome.as_deref() == Ok("1.2.0"))
+        // Only 1.2.0 fails, so a failed call is one of its answers too.
+        .filter(|a| a.outcome.is_err() || a.outcome.as_deref() == Ok("1.2.0"))
         .map(|a| a.at)
         .max()
         .unwrap_or(first_failure);
@@ -495,4 +496,144 @@ async fn takeover(mut fleet: RolloutFleet) {
     assert_eq!(owners.len(), 2, "{owners:?}");
     assert!(owners[1].contains("took over at step"), "{owners:?}");
     assert_eq!(fleet.running_versions(), ["1.1.0"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_without_traffic_halts_inconclusive_and_never_passes() {
+    let fleet = RolloutFleet::start().unwrap();
+    fleet.publish_greeter("1.0.0", "1.0.0", &[]).unwrap();
+    fleet.publish_greeter("1.1.0", "1.1.0", &[]).unwrap();
+    deploy(&fleet, "1.0.0", 1).await.unwrap();
+    let mut client = fleet.client(0).await.unwrap();
+    // No caller at all: the analysis step can never see enough calls.
+    let mut request = rollout_request(
+        "1.1.0",
+        canary(&[Step::SetWeight(10), analysis_step(2), Step::SetWeight(100)]),
+    );
+    let analysis = request.analysis.as_mut().unwrap();
+    analysis.interval = Some(prost_duration(Duration::from_millis(200)));
+    analysis.inconclusive_limit = Some(2);
+    let rollout = client.start_rollout(request).await.unwrap().into_inner();
+
+    let deadline = Instant::now() + ROLLOUT_TIMEOUT;
+    let halted = loop {
+        let now = client
+            .get_rollout(pb::GetRolloutRequest {
+                id: rollout.id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if state(&now) != pb::RolloutState::Progressing {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "{}", now.status_message);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        state(&halted),
+        pb::RolloutState::Paused,
+        "{}",
+        halted.status_message
+    );
+    let halt = halted.halt.as_ref().expect("a halt says why");
+    assert_eq!(halt.gate, pb::Gate::Analysis as i32);
+    assert!(halt.message.contains("inconclusive"), "{}", halt.message);
+    assert!(
+        halt.message.contains("missing data never passes"),
+        "{}",
+        halt.message
+    );
+    let requests = halt
+        .figures
+        .iter()
+        .find(|f| f.name == "requests")
+        .expect("the call count is shown");
+    assert!(requests.value < requests.threshold, "{requests:?}");
+    let last = halted.last_analysis.as_ref().unwrap();
+    assert_eq!(last.verdict, "INCONCLUSIVE");
+    // It stays halted at its analysis step: the 100% step never comes.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let still = client
+        .get_rollout(pb::GetRolloutRequest {
+            id: rollout.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&still), pb::RolloutState::Paused);
+    assert_eq!(still.step_index, halted.step_index);
+    assert!(
+        !still
+            .weights
+            .iter()
+            .any(|w| w.version == "1.1.0" && w.percent == 100)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_within_its_window_takes_the_emergency_path() {
+    let fleet = RolloutFleet::start().unwrap();
+    fleet.publish_greeter("1.0.0", "1.0.0", &[]).unwrap();
+    fleet.publish_greeter("1.1.0", "1.1.0", &[]).unwrap();
+    deploy(&fleet, "1.0.0", 2).await.unwrap();
+    let mut client = fleet.client(0).await.unwrap();
+    let rollout = client
+        .start_rollout(rollout_request(
+            "1.1.0",
+            canary(&[Step::SetWeight(50), Step::SetWeight(100)]),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let (done, _) = follow(&mut client, &rollout.id, ROLLOUT_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(state(&done), pb::RolloutState::Succeeded);
+
+    let back = client
+        .rollback(pb::RollbackRequest {
+            service: "greeter".into(),
+            revision: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(back.to_version, "1.0.0");
+    assert_eq!(back.rollback_to_revision, 1);
+    assert!(back.skip_analysis, "within the window: no analysis");
+    assert!(
+        back.plan.iter().all(|s| !matches!(
+            s.action,
+            Some(pb::plan_step::Action::Pause(_) | pb::plan_step::Action::Analysis(_))
+        )),
+        "{:?}",
+        back.plan
+    );
+    let (ended, events) = follow(&mut client, &back.id, ROLLOUT_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(
+        state(&ended),
+        pb::RolloutState::Succeeded,
+        "{}",
+        ended.status_message
+    );
+    assert_eq!(ended.revision, 3);
+    assert!(
+        events[0].message.contains("within the rollback window"),
+        "{}",
+        events[0].message
+    );
+    assert_eq!(fleet.running_versions(), ["1.0.0", "1.0.0"]);
+    let revisions = client
+        .list_revisions(pb::ListRevisionsRequest {
+            service: "greeter".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .revisions;
+    let versions: Vec<&str> = revisions.iter().map(|r| r.version.as_str()).collect();
+    assert_eq!(versions, ["1.0.0", "1.1.0", "1.0.0"]);
 }
