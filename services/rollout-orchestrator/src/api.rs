@@ -491,7 +491,11 @@ impl Orchestrator for OrchestratorApi {
                         r.skip_analysis = true;
                     }
                     r.state = RolloutState::Progressing;
+                    // Promoting a halted rollout overrules its halt, as resuming does.
                     r.halt = None;
+                    if let Some(analysis) = &mut r.last_analysis {
+                        analysis.inconclusive_in_a_row = 0;
+                    }
                     let message = if full {
                         "promoted fully: remaining pauses and analysis skipped".to_owned()
                     } else {
