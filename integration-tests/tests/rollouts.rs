@@ -8,13 +8,37 @@ use flotilla_integration_tests::{
     postgres::{TestDatabase, admin_url},
     rollout::{Load, RolloutFleet, canary, deploy, follow, prost_duration, rollout_request, tally},
 };
-use flotilla_proto::rollout::v1::{self as pb, canary_step::Step};
+use flotilla_proto::rollout::v1::{
+    self as pb, canary_step::Step, orchestrator_client::OrchestratorClient,
+};
+use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(90);
 
 fn state(rollout: &pb::Rollout) -> pb::RolloutState {
     pb::RolloutState::try_from(rollout.state).unwrap_or(pb::RolloutState::Unspecified)
+}
+
+/// Polls the rollout until `done` holds for it; fails the test after the rollout timeout.
+async fn wait_until(
+    client: &mut OrchestratorClient<Channel>,
+    id: &str,
+    done: impl Fn(&pb::Rollout) -> bool,
+) -> pb::Rollout {
+    let deadline = Instant::now() + ROLLOUT_TIMEOUT;
+    loop {
+        let now = client
+            .get_rollout(pb::GetRolloutRequest { id: id.into() })
+            .await
+            .unwrap()
+            .into_inner();
+        if done(&now) {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "{}", now.status_message);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn analysis_step(intervals: u32) -> Step {
@@ -293,29 +317,12 @@ async fn blue_green_switches_at_once_and_an_abort_in_its_window_switches_back() 
         .await
         .unwrap()
         .into_inner();
-    let deadline = Instant::now() + ROLLOUT_TIMEOUT;
-    loop {
-        let now = client
-            .get_rollout(pb::GetRolloutRequest {
-                id: rollout.id.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        if now
-            .weights
+    wait_until(&mut client, &rollout.id, |r| {
+        r.weights
             .iter()
             .any(|w| w.version == "1.2.0" && w.percent == 100)
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never switched: {}",
-            now.status_message
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     assert_eq!(
         fleet.running_versions(),
         ["1.1.0", "1.1.0", "1.2.0", "1.2.0"]
@@ -448,25 +455,12 @@ async fn takeover(mut fleet: RolloutFleet) {
         .unwrap()
         .into_inner();
     // Wait until the canary instance serves at 50%, in the timed pause.
-    let deadline = Instant::now() + ROLLOUT_TIMEOUT;
-    let before_kill = loop {
-        let now = client
-            .get_rollout(pb::GetRolloutRequest {
-                id: rollout.id.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        if now
-            .weights
+    let before_kill = wait_until(&mut client, &rollout.id, |r| {
+        r.weights
             .iter()
             .any(|w| w.version == "1.1.0" && w.percent == 50)
-        {
-            break now;
-        }
-        assert!(Instant::now() < deadline, "{}", now.status_message);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    })
+    .await;
     let owner = before_kill.owner.clone();
     // Holders are named host/pid/suffix: find the process that acts.
     let owner_pid: u32 = owner.split('/').nth(1).unwrap().parse().unwrap();
@@ -543,21 +537,10 @@ async fn a_canary_without_traffic_halts_inconclusive_and_never_passes() {
     analysis.inconclusive_limit = Some(2);
     let rollout = client.start_rollout(request).await.unwrap().into_inner();
 
-    let deadline = Instant::now() + ROLLOUT_TIMEOUT;
-    let halted = loop {
-        let now = client
-            .get_rollout(pb::GetRolloutRequest {
-                id: rollout.id.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        if state(&now) != pb::RolloutState::Progressing {
-            break now;
-        }
-        assert!(Instant::now() < deadline, "{}", now.status_message);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let halted = wait_until(&mut client, &rollout.id, |r| {
+        state(r) != pb::RolloutState::Progressing
+    })
+    .await;
     assert_eq!(
         state(&halted),
         pb::RolloutState::Paused,
