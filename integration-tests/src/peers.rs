@@ -86,3 +86,126 @@ impl Grpcurl {
         self.run(&["-d", &body], &[method])
     }
 }
+
+/// A real Prometheus server (Debian's `prometheus` package) discovering its targets from a
+/// registry's `/prometheus/targets` and scraping them every second. Its data lives in a
+/// temporary directory; dropping it kills the process.
+#[derive(Debug)]
+pub struct Prometheus {
+    child: Option<std::process::Child>,
+    pub address: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// How often targets are scraped and discovery refreshed: the orchestrator's
+    /// `--prometheus-scrape-interval-ms` must say the same.
+    pub const SCRAPE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+    /// Starts Prometheus against the registry at `registry` (`host:port`) and waits until it is
+    /// ready. None when the binary is missing outside CI.
+    pub fn start(registry: &str) -> anyhow::Result<Option<Self>> {
+        use anyhow::Context;
+        let Some(program) = require_tool(
+            "prometheus",
+            "apt-get install -y prometheus (deploy/local/test.sh does)",
+        ) else {
+            return Ok(None);
+        };
+        let dir = tempfile::tempdir()?;
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 800ms\n  evaluation_interval: 1s\n\
+                 scrape_configs:\n  - job_name: flotilla\n    http_sd_configs:\n      \
+                 - url: http://{registry}/prometheus/targets\n        refresh_interval: 1s\n"
+            ),
+        )?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let address: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        let data = dir.path().join("data");
+        let child = std::process::Command::new(program)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", data.display()))
+            .arg(format!("--web.listen-address={address}"))
+            .arg("--log.level=warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .context("starting prometheus")?;
+        let mut prometheus = Self {
+            child: Some(child),
+            address,
+            _dir: dir,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if matches!(prometheus.get("/-/ready"), Ok((200, _))) {
+                return Ok(Some(prometheus));
+            }
+            if let Some(status) = prometheus.child.as_mut().and_then(|c| c.try_wait().ok()?) {
+                anyhow::bail!("prometheus exited before it was ready ({status})");
+            }
+            if std::time::Instant::now() > deadline {
+                anyhow::bail!("prometheus was not ready within 30 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// `GET path` of Prometheus's HTTP API: the status and the body.
+    pub fn get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(self.address)?;
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n",
+            self.address
+        )?;
+        let mut raw = String::new();
+        stream.read_to_string(&mut raw)?;
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        Ok((status, body.to_owned()))
+    }
+
+    /// The `(flotilla_service, flotilla_version)` of every target Prometheus scraped
+    /// successfully, sorted.
+    pub fn healthy_targets(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let (_, body) = self.get("/api/v1/targets?state=active")?;
+        let answer: serde_json::Value = serde_json::from_str(&body)?;
+        let mut targets: Vec<(String, String)> = answer["data"]["activeTargets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["health"] == "up")
+            .map(|t| {
+                let label = |name: &str| t["labels"][name].as_str().unwrap_or("").to_owned();
+                (label("flotilla_service"), label("flotilla_version"))
+            })
+            .collect();
+        targets.sort();
+        Ok(targets)
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

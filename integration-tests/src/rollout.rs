@@ -30,6 +30,8 @@ pub struct RolloutFleet {
     pub dir: tempfile::TempDir,
     /// The orchestrators' PostgreSQL database; None for the embedded store.
     pub database_url: Option<String>,
+    /// Given to every orchestrator started from now on, after the fleet's own flags.
+    pub orchestrator_args: Vec<String>,
 }
 
 impl RolloutFleet {
@@ -39,16 +41,23 @@ impl RolloutFleet {
 
     /// With `database_url`, the orchestrators keep their rollouts in that PostgreSQL database.
     pub fn start_on(database_url: Option<String>) -> anyhow::Result<Self> {
+        let mut fleet = Self::without_orchestrator(database_url)?;
+        fleet.start_orchestrator()?;
+        Ok(fleet)
+    }
+
+    /// The registry alone, for a test that starts what the orchestrator needs (a Prometheus
+    /// discovering from this registry) and sets `orchestrator_args` before `start_orchestrator`.
+    pub fn without_orchestrator(database_url: Option<String>) -> anyhow::Result<Self> {
         let registry = SuiteProcess::registry(&["--data-file", ":memory:"])?;
-        let mut fleet = Self {
+        Ok(Self {
             registry,
             orchestrators: Vec::new(),
             frontends: Vec::new(),
             dir: tempfile::tempdir()?,
             database_url,
-        };
-        fleet.start_orchestrator()?;
-        Ok(fleet)
+            orchestrator_args: Vec::new(),
+        })
     }
 
     pub fn state_dir(&self) -> PathBuf {
@@ -68,7 +77,7 @@ impl RolloutFleet {
                 data.to_str().context("a UTF-8 temporary path")?,
             ],
         };
-        let args = [
+        let mut args = vec![
             "--listen",
             "127.0.0.1:0",
             "--registry",
@@ -83,6 +92,7 @@ impl RolloutFleet {
             "--lease-ttl-ms",
             "1500",
         ];
+        args.extend(self.orchestrator_args.iter().map(String::as_str));
         self.orchestrators
             .push(Some(SuiteProcess::start("rollout-orchestrator", &args)?));
         Ok(self.orchestrators.len() - 1)

@@ -216,6 +216,7 @@ impl ServerMetrics {
     pub fn layer(&self) -> MetricsLayer {
         MetricsLayer {
             metrics: self.clone(),
+            endpoints: Arc::default(),
         }
     }
 
@@ -543,10 +544,46 @@ impl fmt::Debug for CallGuard {
     }
 }
 
+/// The answer of an [endpoint](MetricsLayer::endpoint): a complete response, built when asked.
+pub type EndpointFuture = Pin<Box<dyn Future<Output = Response<Bytes>> + Send>>;
+
+type EndpointHandler = Arc<dyn Fn() -> EndpointFuture + Send + Sync>;
+
 /// The layer of [`ServerMetrics::layer`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MetricsLayer {
     metrics: ServerMetrics,
+    endpoints: Arc<Vec<(&'static str, EndpointHandler)>>,
+}
+
+impl MetricsLayer {
+    /// Answers `GET path` (HTTP/1.1, next to `/metrics`) with what `handler` builds, so that a
+    /// server can offer other plain HTTP reads — the registry's Prometheus service discovery —
+    /// on its gRPC port without a listener of its own.
+    pub fn endpoint<F, Fut>(mut self, path: &'static str, handler: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<Bytes>> + Send + 'static,
+    {
+        let handler: EndpointHandler = Arc::new(move || Box::pin(handler()));
+        let mut endpoints = Vec::clone(&self.endpoints);
+        endpoints.retain(|(known, _)| *known != path);
+        endpoints.push((path, handler));
+        self.endpoints = Arc::new(endpoints);
+        self
+    }
+}
+
+impl fmt::Debug for MetricsLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricsLayer")
+            .field("metrics", &self.metrics)
+            .field(
+                "endpoints",
+                &self.endpoints.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 impl<S> Layer<S> for MetricsLayer {
@@ -556,15 +593,26 @@ impl<S> Layer<S> for MetricsLayer {
         MetricsService {
             inner,
             metrics: self.metrics.clone(),
+            endpoints: self.endpoints.clone(),
         }
     }
 }
 
 /// The service [`MetricsLayer`] wraps around a server's routes.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MetricsService<S> {
     inner: S,
     metrics: ServerMetrics,
+    endpoints: Arc<Vec<(&'static str, EndpointHandler)>>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for MetricsService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricsService")
+            .field("inner", &self.inner)
+            .field("metrics", &self.metrics)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S, RequestBody, ResponseBody> Service<Request<RequestBody>> for MetricsService<S>
@@ -586,6 +634,16 @@ where
                 kind: FutureKind::Answered {
                     response: Some(self.metrics.exposition(request.headers())),
                 },
+            };
+        }
+        if request.method() == Method::GET
+            && let Some((_, handler)) = self
+                .endpoints
+                .iter()
+                .find(|(path, _)| *path == request.uri().path())
+        {
+            return ResponseFuture {
+                kind: FutureKind::Endpoint { future: handler() },
             };
         }
         let guard = self.metrics.start(&request);
@@ -610,6 +668,7 @@ pin_project_lite::pin_project! {
     #[project = FutureKindProjection]
     enum FutureKind<F, B> {
         Answered { response: Option<Response<MetricsBody<B>>> },
+        Endpoint { future: EndpointFuture },
         Call {
             #[pin]
             inner: F,
@@ -636,6 +695,10 @@ where
             FutureKindProjection::Answered { response } => Poll::Ready(Ok(response
                 .take()
                 .expect("ResponseFuture polled after it completed"))),
+            FutureKindProjection::Endpoint { future } => {
+                let response = ready!(future.as_mut().poll(cx));
+                Poll::Ready(Ok(response.map(MetricsBody::text)))
+            }
             FutureKindProjection::Call { inner, guard } => {
                 let response = match ready!(inner.poll(cx)) {
                     Ok(response) => response,

@@ -395,17 +395,21 @@ fn parse_label_value(cursor: &mut Cursor<'_>, name: &str) -> Result<String, Stri
 /// answering those more often is judged by its latency and by the caller's own metrics, not
 /// by this ratio; a name this function does not know is counted as an error.
 pub fn is_server_error(code: &str) -> bool {
-    !matches!(
-        code,
-        "OK" | "CANCELLED"
-            | "INVALID_ARGUMENT"
-            | "NOT_FOUND"
-            | "ALREADY_EXISTS"
-            | "FAILED_PRECONDITION"
-            | "OUT_OF_RANGE"
-            | "UNAUTHENTICATED"
-    )
+    !NOT_SERVER_ERRORS.contains(&code)
 }
+
+/// The codes [`is_server_error`] does not count against the server. One list, so that the
+/// orchestrator's PromQL (`grpc_code!~"OK|CANCELLED|…"`) and the scraper judge alike.
+pub const NOT_SERVER_ERRORS: [&str; 8] = [
+    "OK",
+    "CANCELLED",
+    "INVALID_ARGUMENT",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "FAILED_PRECONDITION",
+    "OUT_OF_RANGE",
+    "UNAUTHENTICATED",
+];
 
 /// The samples of [`crate::metrics::HANDLING_SECONDS`]'s buckets.
 const HANDLING_BUCKET: &str = "flotilla_grpc_server_handling_seconds_bucket";

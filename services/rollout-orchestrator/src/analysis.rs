@@ -1,17 +1,37 @@
-//! The analysis gate: every interval, the Prometheus metrics of each instance of both versions
-//! are read straight from the instances, and the calls of the interval (deltas between two reads)
-//! are compared: the new version's error ratio against the stable one's, and its p99 latency.
+//! The analysis gate: every interval, the calls of both versions are compared: the new
+//! version's error ratio against the stable one's, and its p99 latency ([`judge`]).
+//!
+//! Where the figures come from is the [`MetricsSource`]: by default the Prometheus metrics of
+//! each instance are read straight from the instances and an interval is the delta between two
+//! reads; with a Prometheus server, they are PromQL instant queries over a range of about one
+//! interval.
 //!
 //! Missing data is never a pass: an interval in which the new version served fewer than
-//! `min_requests` calls is INCONCLUSIVE and its calls are carried into the next interval.
+//! `min_requests` calls, or whose figures could not be read, is INCONCLUSIVE. Read from the
+//! instances, its calls are carried into the next interval; a Prometheus range already spans
+//! whatever it holds.
 
 use std::{collections::HashMap, time::Duration};
 
-use flotilla_model::{AnalysisSpec, AnalysisView, Figure, Timestamp, Verdict, Version};
+use flotilla_model::{
+    AnalysisSpec, AnalysisView, Figure, ServiceName, Timestamp, Verdict, Version,
+};
 use flotilla_telemetry::{
     metrics::{HANDLED_TOTAL, HANDLING_SECONDS},
     scrape::{self, CallStats},
 };
+
+use crate::prometheus::{Prometheus, Reading, VersionReading};
+
+/// Where the analysis reads its figures.
+#[derive(Debug, Clone, Default)]
+pub enum MetricsSource {
+    /// `GET /metrics` of every instance of both versions.
+    #[default]
+    Instances,
+    /// PromQL over the instances a Prometheus server discovered through the registry.
+    Prometheus(Prometheus),
+}
 
 /// How long one instance may take to answer a metrics read.
 const SCRAPE_TIMEOUT: Duration = Duration::from_millis(800);
@@ -33,6 +53,24 @@ impl Window {
         }
     }
 
+    /// A version's figures as Prometheus answered them; None unless all three were read. No
+    /// error series at all means no errors once the calls were read: a version that never
+    /// failed has none.
+    fn from_prometheus(reading: &VersionReading) -> Option<Self> {
+        let requests = reading.requests.1.value()?;
+        let errors = match &reading.errors.1 {
+            Reading::Value(errors) => *errors,
+            Reading::Missing => 0.0,
+            Reading::Unreadable(_) => return None,
+        };
+        let p99_seconds = reading.p99_seconds.1.value()?;
+        Some(Self {
+            requests,
+            errors,
+            p99_ms: Some(p99_seconds * 1000.0),
+        })
+    }
+
     fn error_ratio(&self) -> f64 {
         if self.requests > 0.0 {
             self.errors / self.requests
@@ -46,6 +84,8 @@ impl Window {
 #[derive(Debug)]
 pub struct Analyzer {
     spec: AnalysisSpec,
+    source: MetricsSource,
+    service: ServiceName,
     /// The last read of each instance, by address.
     previous: HashMap<String, CallStats>,
     /// Calls since the last conclusive interval, by version.
@@ -55,9 +95,11 @@ pub struct Analyzer {
 }
 
 impl Analyzer {
-    pub fn new(spec: AnalysisSpec) -> Self {
+    pub fn new(spec: AnalysisSpec, source: MetricsSource, service: ServiceName) -> Self {
         Self {
             spec,
+            source,
+            service,
             previous: HashMap::new(),
             pending: HashMap::new(),
             baseline: None,
@@ -70,8 +112,8 @@ impl Analyzer {
         self.pending.clear();
     }
 
-    /// Reads every instance in `targets` (version, address) and judges the interval. None when
-    /// this read only sets the starting point.
+    /// Reads the interval's figures (from every instance in `targets` (version, address), or
+    /// from Prometheus) and judges them. None when this read only sets the starting point.
     pub async fn measure(
         &mut self,
         stable: Option<&Version>,
@@ -79,6 +121,73 @@ impl Analyzer {
         targets: &[(Version, String)],
         prior: Option<&AnalysisView>,
     ) -> Option<AnalysisView> {
+        let (new_window, stable_window, query) = match self.source.clone() {
+            MetricsSource::Instances => self.read_instances(stable, new, targets).await?,
+            MetricsSource::Prometheus(prometheus) => {
+                self.read_prometheus(&prometheus, stable, new).await
+            }
+        };
+        let view = judge(
+            &self.spec,
+            new,
+            stable,
+            new_window,
+            stable_window,
+            self.baseline,
+            prior,
+            query,
+        );
+        if view.verdict != Verdict::Inconclusive {
+            if let Some(window) =
+                stable_window.filter(|w| w.requests >= self.spec.min_requests as f64)
+            {
+                self.baseline = Some(window);
+            }
+            self.pending.clear();
+        }
+        Some(view)
+    }
+
+    /// Both versions' figures over the last range, by PromQL. A query that fails or finds no
+    /// data leaves its version without a window: for the new version that is INCONCLUSIVE.
+    async fn read_prometheus(
+        &self,
+        prometheus: &Prometheus,
+        stable: Option<&Version>,
+        new: &Version,
+    ) -> (Option<Window>, Option<Window>, String) {
+        let range = prometheus.range_seconds(Duration::from_millis(self.spec.interval_ms));
+        let (new_reading, stable_reading) =
+            futures::join!(prometheus.read(&self.service, new, range), async {
+                match stable {
+                    Some(version) => Some(prometheus.read(&self.service, version, range).await),
+                    None => None,
+                }
+            });
+        let mut query = format!(
+            "PromQL at {}/api/v1/query: {}",
+            prometheus.url().trim_end_matches('/'),
+            new_reading.describe()
+        );
+        if let Some(reading) = &stable_reading {
+            query.push_str("; ");
+            query.push_str(&reading.describe());
+        }
+        (
+            Window::from_prometheus(&new_reading),
+            stable_reading.as_ref().and_then(Window::from_prometheus),
+            query,
+        )
+    }
+
+    /// Both versions' calls since the last read of each instance, carried over from
+    /// inconclusive intervals. None when this read only sets where every counter stands.
+    async fn read_instances(
+        &mut self,
+        stable: Option<&Version>,
+        new: &Version,
+        targets: &[(Version, String)],
+    ) -> Option<(Option<Window>, Option<Window>, String)> {
         let reads =
             futures::future::join_all(targets.iter().map(|(version, address)| async move {
                 let read = scrape::fetch(address, SCRAPE_TIMEOUT).await;
@@ -125,25 +234,7 @@ impl Analyzer {
         }
         let new_window = self.pending.get(new).map(Window::of);
         let stable_window = stable.and_then(|v| self.pending.get(v)).map(Window::of);
-        let view = judge(
-            &self.spec,
-            new,
-            stable,
-            new_window,
-            stable_window,
-            self.baseline,
-            prior,
-            query,
-        );
-        if view.verdict != Verdict::Inconclusive {
-            if let Some(window) =
-                stable_window.filter(|w| w.requests >= self.spec.min_requests as f64)
-            {
-                self.baseline = Some(window);
-            }
-            self.pending.clear();
-        }
-        Some(view)
+        Some((new_window, stable_window, query))
     }
 }
 
@@ -343,6 +434,44 @@ mod tests {
             view.verdict,
             Verdict::Passed,
             "no reference: latency not judged"
+        );
+    }
+
+    #[test]
+    fn prometheus_figures_make_a_window_only_when_all_were_read() {
+        let reading = |requests: Reading, errors: Reading, p99: Reading| VersionReading {
+            version: Version::new(1, 2, 0),
+            requests: ("r".into(), requests),
+            errors: ("e".into(), errors),
+            p99_seconds: ("p".into(), p99),
+        };
+        use Reading::{Missing, Unreadable, Value};
+        assert_eq!(
+            Window::from_prometheus(&reading(Value(100.0), Value(30.0), Value(0.004))),
+            Some(Window {
+                requests: 100.0,
+                errors: 30.0,
+                p99_ms: Some(4.0)
+            })
+        );
+        // A version that never failed has no error series: zero errors, once calls were read.
+        assert_eq!(
+            Window::from_prometheus(&reading(Value(100.0), Missing, Value(0.004)))
+                .map(|w| w.errors),
+            Some(0.0)
+        );
+        for missing in [
+            reading(Missing, Value(1.0), Value(0.004)),
+            reading(Value(100.0), Unreadable("down".into()), Value(0.004)),
+            reading(Value(100.0), Value(1.0), Missing),
+            reading(Unreadable("down".into()), Missing, Missing),
+        ] {
+            assert_eq!(Window::from_prometheus(&missing), None, "{missing:?}");
+        }
+        // And no window for the new version is never a pass.
+        assert_eq!(
+            verdict(None, window(1000.0, 0.0, 1.0), None).verdict,
+            Verdict::Inconclusive
         );
     }
 

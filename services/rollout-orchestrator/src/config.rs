@@ -5,12 +5,19 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Parser, ValueEnum};
 
+use crate::{
+    analysis::MetricsSource,
+    prometheus::{Prometheus, PrometheusUrlError},
+};
+
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50061";
 pub const DEFAULT_REGISTRY: &str = "http://127.0.0.1:50051";
 pub const DEFAULT_DATA_FILE: &str = "flotilla-orchestrator.sqlite";
 pub const DEFAULT_STATE_DIR: &str = "flotilla-instances";
 pub const DEFAULT_LEASE_TTL_MS: u64 = 5_000;
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
+/// The scrape interval of the configuration Prometheus ships with.
+pub const DEFAULT_PROMETHEUS_SCRAPE_INTERVAL_MS: u64 = 15_000;
 
 /// The Flotilla rollout orchestrator.
 #[derive(Debug, Clone, Parser)]
@@ -64,6 +71,19 @@ pub struct Config {
     #[arg(long, env = "FLOTILLA_ORCHESTRATOR_ID")]
     pub id: Option<String>,
 
+    /// A Prometheus server (`http://host:9090`) that scrapes the instances the registry lists
+    /// at `/prometheus/targets`. When set, the analysis gate reads its figures from it by PromQL;
+    /// otherwise it reads every instance's `/metrics` itself.
+    #[arg(long, env = "FLOTILLA_ORCHESTRATOR_PROMETHEUS_URL")]
+    pub prometheus_url: Option<String>,
+
+    /// How often that Prometheus scrapes the instances, in milliseconds. Queries span at least
+    /// twice this, since a rate needs two samples in its range.
+    #[arg(long, env = "FLOTILLA_ORCHESTRATOR_PROMETHEUS_SCRAPE_INTERVAL_MS",
+          default_value_t = DEFAULT_PROMETHEUS_SCRAPE_INTERVAL_MS,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub prometheus_scrape_interval_ms: u64,
+
     /// After SIGTERM/SIGINT, how long open calls may finish, in milliseconds.
     #[arg(long, env = "FLOTILLA_SHUTDOWN_GRACE_MS", default_value_t = DEFAULT_SHUTDOWN_GRACE_MS)]
     pub shutdown_grace_ms: u64,
@@ -86,6 +106,17 @@ impl Config {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    /// Where the analysis gate reads its figures.
+    pub fn metrics_source(&self) -> Result<MetricsSource, PrometheusUrlError> {
+        match &self.prometheus_url {
+            None => Ok(MetricsSource::Instances),
+            Some(url) => Ok(MetricsSource::Prometheus(Prometheus::new(
+                url,
+                Duration::from_millis(self.prometheus_scrape_interval_ms),
+            )?)),
+        }
     }
 
     /// The name this process holds leases under.
@@ -119,6 +150,31 @@ mod tests {
         assert_ne!(config.holder_id(), config.holder_id());
         let named = Config::try_parse_from(["rollout-orchestrator", "--id", "a"]).unwrap();
         assert_eq!(named.holder_id(), "a");
+    }
+
+    #[test]
+    fn analysis_reads_prometheus_only_when_a_url_is_given() {
+        let config = Config::try_parse_from(["rollout-orchestrator"]).unwrap();
+        assert!(matches!(
+            config.metrics_source().unwrap(),
+            MetricsSource::Instances
+        ));
+        let config = Config::try_parse_from([
+            "rollout-orchestrator",
+            "--prometheus-url",
+            "http://127.0.0.1:9090",
+            "--prometheus-scrape-interval-ms",
+            "1000",
+        ])
+        .unwrap();
+        let MetricsSource::Prometheus(prometheus) = config.metrics_source().unwrap() else {
+            panic!("a URL selects Prometheus");
+        };
+        assert_eq!(prometheus.range_seconds(Duration::from_millis(500)), 2);
+        let config =
+            Config::try_parse_from(["rollout-orchestrator", "--prometheus-url", "https://p"])
+                .unwrap();
+        assert!(config.metrics_source().is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 use flotilla_store::RolloutStore;
 use tokio::sync::Notify;
 
-use crate::{platform::Platform, registry::Registry};
+use crate::{analysis::MetricsSource, platform::Platform, registry::Registry};
 
 #[derive(Debug, Clone)]
 pub struct Context {
@@ -17,6 +17,8 @@ pub struct Context {
     pub lease_ttl: Duration,
     /// How long after a revision was replaced a rollback to it takes the emergency path.
     pub rollback_window: Duration,
+    /// Where the analysis gate reads its figures.
+    pub metrics: MetricsSource,
     /// Wakes the supervisor (a rollout was created here).
     pub wake: Arc<Notify>,
 }

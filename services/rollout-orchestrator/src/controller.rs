@@ -69,7 +69,11 @@ impl std::fmt::Debug for Controller {
 impl Controller {
     /// A controller for `rollout`, whose service's lease the caller has just taken.
     pub fn new(ctx: Context, rollout: Rollout) -> Self {
-        let analyzer = Analyzer::new(rollout.analysis);
+        let analyzer = Analyzer::new(
+            rollout.analysis,
+            ctx.metrics.clone(),
+            rollout.service.clone(),
+        );
         Self {
             ctx,
             rollout,

@@ -5,7 +5,8 @@
 //! - [`preflight`]: the gates before start (lifecycle, compatibility, consumers).
 //! - [`plan`]: strategies expanded into idempotent steps.
 //! - [`supervisor`] and [`controller`]: who acts on which rollout (leases), and how.
-//! - [`health`] and [`analysis`]: the gates while a rollout runs.
+//! - [`health`] and [`analysis`]: the gates while a rollout runs; [`prometheus`]: analysis
+//!   figures read from a Prometheus server.
 //! - [`platform`]: where versions run (the local-process driver).
 //! - [`registry`]: versions, instances, consumers and route weights, from the registry.
 
@@ -20,6 +21,7 @@ pub mod health;
 pub mod plan;
 pub mod platform;
 pub mod preflight;
+pub mod prometheus;
 pub mod registry;
 pub mod server;
 mod stop;

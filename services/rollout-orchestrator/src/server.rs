@@ -9,8 +9,8 @@ use tokio::{net::TcpListener, sync::watch};
 use tonic::transport::server::TcpIncoming;
 
 use crate::{
-    api::OrchestratorApi, config::Config, context::Context, platform::LocalProcessPlatform,
-    registry::Registry, supervisor,
+    analysis::MetricsSource, api::OrchestratorApi, config::Config, context::Context,
+    platform::LocalProcessPlatform, registry::Registry, supervisor,
 };
 
 /// How long after a revision was replaced a rollback to it skips steps and analysis.
@@ -22,6 +22,8 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error("the registry URL: {0}")]
     Registry(tonic::transport::Error),
+    #[error("the Prometheus URL: {0}")]
+    Prometheus(#[from] crate::prometheus::PrometheusUrlError),
     #[error("building reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("serving gRPC: {0}")]
@@ -52,6 +54,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let registry = Registry::new(&config.registry).map_err(ServeError::Registry)?;
+    let metrics = config.metrics_source()?;
     let platform = Arc::new(LocalProcessPlatform::new(
         config.state_dir.clone(),
         config.bin_dirs.clone(),
@@ -65,9 +68,14 @@ pub async fn serve(
         holder: config.holder_id(),
         lease_ttl: config.lease_ttl(),
         rollback_window: ROLLBACK_WINDOW,
+        metrics,
         wake: Arc::default(),
     };
-    tracing::info!(holder = %ctx.holder, registry = %config.registry, "orchestrator starting");
+    let analysis = match &ctx.metrics {
+        MetricsSource::Instances => "instances' /metrics".to_owned(),
+        MetricsSource::Prometheus(prometheus) => format!("Prometheus at {}", prometheus.url()),
+    };
+    tracing::info!(holder = %ctx.holder, registry = %config.registry, %analysis, "orchestrator starting");
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let supervisor = tokio::spawn(supervisor::supervise(ctx.clone(), stop_rx.clone()));

@@ -9,6 +9,7 @@ pub mod gate;
 pub mod hub;
 pub mod server;
 mod stop;
+pub mod targets;
 
 pub use config::Config;
 pub use server::{ServeError, open_store, serve, serve_with_gate};

@@ -1,5 +1,5 @@
-//! Assembles the registry: store, background tasks, the gRPC service, health, reflection and
-//! `GET /metrics`.
+//! Assembles the registry: store, background tasks, the gRPC service, health, reflection,
+//! `GET /metrics` and `GET /prometheus/targets`.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -13,7 +13,13 @@ use tokio::{net::TcpListener, sync::watch};
 use tonic::transport::server::TcpIncoming;
 use tonic_health::server::HealthReporter;
 
-use crate::{api::RegistryApi, config::Config, gate::CompatibilityGate, hub::EndpointHub};
+use crate::{
+    api::RegistryApi,
+    config::Config,
+    gate::CompatibilityGate,
+    hub::EndpointHub,
+    targets::{self, TARGETS_PATH},
+};
 
 /// How often the store is pinged to keep the health status true.
 const STORE_PROBE_INTERVAL: Duration = Duration::from_secs(2);
@@ -83,7 +89,7 @@ pub async fn serve_with_gate(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
-    let api = RegistryApi::new(store, gate, hub, stop_rx);
+    let api = RegistryApi::new(store.clone(), gate, hub, stop_rx);
     let registry = RegistryServer::new(api)
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
@@ -99,10 +105,16 @@ pub async fn serve_with_gate(
         let _ = draining_tx.send(());
     };
     let metrics = ServerMetrics::new(env!("CARGO_PKG_VERSION"));
+    let discovery = store.clone();
+    let layer = metrics.layer().endpoint(TARGETS_PATH, move || {
+        let store = discovery.clone();
+        async move { targets::answer(store.as_ref()).await }
+    });
     let server = tonic::transport::Server::builder()
-        // Prometheus scrapes `/metrics` over HTTP/1.1 on the gRPC port; gRPC stays HTTP/2.
+        // Prometheus scrapes `/metrics` and discovers targets over HTTP/1.1 on the gRPC port;
+        // gRPC stays HTTP/2.
         .accept_http1(true)
-        .layer(metrics.layer())
+        .layer(layer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

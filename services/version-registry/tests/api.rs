@@ -714,3 +714,133 @@ async fn metrics_are_served_on_the_grpc_port_with_the_registrys_version() {
     );
     r.stop().await;
 }
+
+/// `GET path` over HTTP/1.1, as Prometheus's service discovery asks: the status and the body.
+async fn http_get(address: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut raw))
+        .await
+        .expect("the server answers within 5 s")
+        .unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a head and a body");
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json")
+            || status != 200,
+        "{head}"
+    );
+    (status, body.to_owned())
+}
+
+#[tokio::test]
+async fn prometheus_discovers_every_live_instance_with_its_service_and_version() {
+    let mut r = Registry::start().await;
+    let (status, body) = http_get(r.address, "/prometheus/targets").await;
+    assert_eq!((status, body.as_str()), (200, "[]"), "no instance yet");
+
+    r.seed().await;
+    let a = r.register("1.0.0", 7001, 60_000).await;
+    let b = r.register("1.1.0", 7002, 60_000).await;
+    let short = r.register("1.1.0", 7003, 1_000).await;
+    // A second service, so discovery is not limited to one.
+    r.client
+        .create_service(pb::CreateServiceRequest {
+            name: "clock".into(),
+            owner: "team-b".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut clock = publish("2.0.0", 1);
+    clock.service = "clock".into();
+    r.client.publish_version(clock).await.unwrap();
+    let c = r
+        .client
+        .register_instance(pb::RegisterInstanceRequest {
+            service: "clock".into(),
+            version: "2.0.0".into(),
+            address: "clock-1.internal:9000".into(),
+            lease_ttl_ms: 60_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    let groups = |body: &str| -> Vec<(String, String, String, String)> {
+        let value: serde_json::Value = serde_json::from_str(body).unwrap();
+        let mut groups: Vec<_> = value
+            .as_array()
+            .expect("an array of target groups")
+            .iter()
+            .map(|group| {
+                let targets = group["targets"].as_array().unwrap();
+                assert_eq!(targets.len(), 1, "one instance per group: {group}");
+                let labels = &group["labels"];
+                (
+                    targets[0].as_str().unwrap().to_owned(),
+                    labels["flotilla_service"].as_str().unwrap().to_owned(),
+                    labels["flotilla_version"].as_str().unwrap().to_owned(),
+                    labels["flotilla_instance"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        groups.sort();
+        groups
+    };
+    let (status, body) = http_get(r.address, "/prometheus/targets").await;
+    assert_eq!(status, 200);
+    let expected = |with_short: bool| {
+        let mut expected = vec![
+            (
+                "127.0.0.1:7001".into(),
+                "greeter".into(),
+                "1.0.0".into(),
+                a.id.clone(),
+            ),
+            (
+                "127.0.0.1:7002".into(),
+                "greeter".into(),
+                "1.1.0".into(),
+                b.id.clone(),
+            ),
+            (
+                "clock-1.internal:9000".into(),
+                "clock".into(),
+                "2.0.0".into(),
+                c.id.clone(),
+            ),
+        ];
+        if with_short {
+            expected.push((
+                "127.0.0.1:7003".into(),
+                "greeter".into(),
+                "1.1.0".into(),
+                short.id.clone(),
+            ));
+        }
+        expected.sort();
+        expected
+    };
+    assert_eq!(groups(&body), expected(true));
+
+    // A lease that ran out leaves discovery, as it leaves endpoint sets.
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    let (_, body) = http_get(r.address, "/prometheus/targets").await;
+    assert_eq!(groups(&body), expected(false));
+
+    // gRPC on the same port is untouched.
+    r.client
+        .get_service(pb::GetServiceRequest {
+            name: "greeter".into(),
+        })
+        .await
+        .unwrap();
+    r.stop().await;
+}
