@@ -428,6 +428,20 @@ mod tests {
         assert_eq!(listed, vec![started.clone()]);
         assert!(started.address.starts_with("127.0.0.1:"));
 
+        // The shell writes its line before it execs into sleep; on a busy machine that can take
+        // a while, and a SIGTERM before it would leave the log empty.
+        let log = std::fs::read_dir(dir.path().join("logs"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while std::fs::read_to_string(&log).unwrap().is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "nothing logged");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
         platform.stop(&started.handle).await.unwrap();
         assert!(platform.list(&service).await.unwrap().is_empty());
         let pid: u32 = started.handle.parse().unwrap();
@@ -435,12 +449,6 @@ mod tests {
         // Stopping again is not an error.
         platform.stop(&started.handle).await.unwrap();
 
-        let log = std::fs::read_dir(dir.path().join("logs"))
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
         let output = std::fs::read_to_string(log).unwrap();
         assert_eq!(
             output.trim(),
