@@ -26,6 +26,24 @@ pub enum Command {
     Compat(CompatCommand),
     /// Rollouts: start, watch, pause, promote, abort and roll back, through the orchestrator.
     Rollout(RolloutArgs),
+    /// Ask a server's grpc.health.v1 Check: prints the status; exit status 0 only when SERVING,
+    /// 1 otherwise, 2 when the server cannot be asked. For container health checks.
+    Health(HealthArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// The server: host:port or a URL.
+    #[arg(value_name = "ADDRESS")]
+    pub address: String,
+
+    /// The health name to ask about; empty is the server as a whole.
+    #[arg(long, default_value = "")]
+    pub service: String,
+
+    /// How long to wait for the connection and the answer, in milliseconds.
+    #[arg(long, default_value_t = 2_000)]
+    pub timeout_ms: u64,
 }
 
 #[derive(Debug, Subcommand)]

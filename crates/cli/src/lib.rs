@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod compat;
+pub mod health;
 pub mod report;
 pub mod rollout;
 pub mod schema_input;

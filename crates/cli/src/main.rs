@@ -4,7 +4,7 @@ use clap::Parser;
 use flotilla_cli::{
     EXIT_BAD_INPUT,
     cli::{Cli, Command, CompatCommand},
-    compat, rollout,
+    compat, health, rollout,
 };
 
 fn main() -> ExitCode {
@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Command::Rollout(args) => rollout::main(&args)
             .map(|outcome| outcome.exit_code())
             .map_err(anyhow::Error::from),
+        Command::Health(args) => health::main(&args).map_err(anyhow::Error::from),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
