@@ -57,7 +57,7 @@ pub fn watch_header(rollout: &pb::Rollout) -> String {
         "watching rollout {}: {}, {}, {} steps, {}",
         rollout.id,
         change(rollout),
-        strategy(rollout.strategy.as_ref()),
+        stored_strategy(rollout),
         rollout.plan.len(),
         state_name(rollout.state),
     )
@@ -179,12 +179,7 @@ fn write_rollout(out: &mut String, r: &pb::Rollout, style: Style) -> fmt::Result
     }
     writeln!(out)?;
 
-    // A stored rollout always names its strategy, except the all-at-once kind: a first
-    // deployment, or a rollback's emergency path.
-    let mut strategy = match &r.strategy {
-        None => "all at once, no steps".to_owned(),
-        Some(_) => strategy(r.strategy.as_ref()),
-    };
+    let mut strategy = stored_strategy(r);
     if r.replicas != 0 {
         let _ = write!(strategy, "; {} replica{}", r.replicas, plural(r.replicas));
     }
@@ -425,6 +420,15 @@ fn pause(r: &pb::Rollout) -> Option<String> {
     );
     (waits_for_promote && r.state() == pb::RolloutState::Progressing)
         .then(|| format!("until promoted: flotilla rollout promote {}", r.id))
+}
+
+/// A stored rollout's strategy. It always names one, except the all-at-once kind: a first
+/// deployment, or a rollback's emergency path.
+fn stored_strategy(r: &pb::Rollout) -> String {
+    match &r.strategy {
+        None => "all at once, no steps".to_owned(),
+        Some(_) => strategy(r.strategy.as_ref()),
+    }
 }
 
 /// The strategy in the `--steps` syntax where it has steps, so it can be pasted back.
