@@ -23,6 +23,7 @@ use flotilla_rollout_orchestrator::platform::{
 use futures::TryStreamExt;
 
 const IMAGE_REPO: &str = "flotilla-test/busybox";
+/// Bump when the image's contents change: an image already on the host is reused.
 const IMAGE_TAG: &str = "1";
 const PORT: u16 = 50100;
 const BUSYBOX: &str = "/bin/busybox";
@@ -135,7 +136,7 @@ impl Drop for Cleanup {
                         )
                         .await;
                 }
-                // Probe containers are on the network but carry no service label.
+                // Probes and the bystander are on the network but carry no service label.
                 for container in containers_on(&docker, &network).await {
                     let _ = docker
                         .remove_container(
@@ -217,6 +218,32 @@ async fn fetch_from_network(docker: &Docker, network: &str, address: &str) -> bo
         )
         .await;
     matches!(exit, Ok(responses) if responses.iter().all(|r| r.status_code == 0))
+}
+
+/// A running container on the network without Flotilla's labels (removed by [`Cleanup`]).
+async fn start_bystander(docker: &Docker, network: &str) -> String {
+    let body = ContainerCreateBody {
+        image: Some(image()),
+        cmd: Some([BUSYBOX, "sleep", "300"].map(String::from).to_vec()),
+        host_config: Some(HostConfig {
+            network_mode: Some(network.to_owned()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let name = format!("{network}-bystander");
+    let created = docker
+        .create_container(
+            Some(CreateContainerOptionsBuilder::new().name(&name).build()),
+            body,
+        )
+        .await
+        .expect("the bystander is created");
+    docker
+        .start_container(&created.id, None)
+        .await
+        .expect("the bystander starts");
+    created.id
 }
 
 fn uuid_suffix() -> String {
@@ -413,6 +440,22 @@ async fn containers_are_started_found_after_a_restart_and_stopped() {
         containers_of(&docker, service.as_str()).await.is_empty(),
         "docker ps -a still shows the service's containers"
     );
+
+    // Containers the orchestrator did not start are never stopped, whatever handle it is given.
+    let bystander = start_bystander(&docker, &network).await;
+    let error = platform
+        .stop(&bystander)
+        .await
+        .expect_err("an unmanaged container is refused")
+        .to_string();
+    assert!(error.contains("io.flotilla.managed"), "{error}");
+    let state = docker
+        .inspect_container(&bystander, None)
+        .await
+        .expect("the bystander is still there")
+        .state
+        .unwrap();
+    assert_eq!(state.running, Some(true), "the bystander keeps running");
 
     // Stopping what is gone succeeds: the controller may retry a stop after a restart.
     platform

@@ -251,6 +251,29 @@ impl Platform for DockerPlatform {
             handle: handle.to_owned(),
             reason: e.to_string(),
         };
+        // A handle comes from `start` or `list`, but the engine runs other containers too (the
+        // registry, the orchestrator itself): never stop one that is not ours.
+        match self.docker.inspect_container(handle, None).await {
+            Err(e) if is_status(&e, 404) => return Ok(()),
+            Err(e) => return Err(stop_error(e)),
+            Ok(container) => {
+                let managed = container
+                    .config
+                    .and_then(|config| config.labels)
+                    .is_some_and(|labels| {
+                        labels.get(LABEL_MANAGED).map(String::as_str) == Some("true")
+                    });
+                if !managed {
+                    return Err(PlatformError::Stop {
+                        handle: handle.to_owned(),
+                        reason: format!(
+                            "not a container the orchestrator started (no {LABEL_MANAGED}=true \
+                             label); left running"
+                        ),
+                    });
+                }
+            }
+        }
         let options = StopContainerOptionsBuilder::new()
             .t(self.stop_grace.as_secs() as i32)
             .build();
