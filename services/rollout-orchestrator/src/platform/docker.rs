@@ -74,9 +74,10 @@ pub struct DockerPlatform {
 }
 
 impl DockerPlatform {
-    /// Connects to the engine named by `DOCKER_HOST` (the local socket when unset), agrees on an
-    /// API version it speaks (down to 1.41, Engine 20.10), and checks that the network exists,
-    /// so a misconfigured orchestrator fails at startup rather than at its first rollout.
+    /// Connects to the engine named by `DOCKER_HOST` (the local socket when unset), asks its API
+    /// version (bollard then speaks no newer one; Engine 20.10's 1.41 is enough), and checks that
+    /// the network exists, so a misconfigured orchestrator fails at startup rather than at its
+    /// first rollout.
     pub async fn connect(config: DockerConfig) -> Result<Self, DockerConnectError> {
         let host = std::env::var("DOCKER_HOST")
             .ok()
