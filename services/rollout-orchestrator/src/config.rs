@@ -14,6 +14,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:50061";
 pub const DEFAULT_REGISTRY: &str = "http://127.0.0.1:50051";
 pub const DEFAULT_DATA_FILE: &str = "flotilla-orchestrator.sqlite";
 pub const DEFAULT_STATE_DIR: &str = "flotilla-instances";
+pub const DEFAULT_DOCKER_INSTANCE_PORT: u16 = 50100;
 pub const DEFAULT_LEASE_TTL_MS: u64 = 5_000;
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
 /// The scrape interval of the configuration Prometheus ships with.
@@ -52,7 +53,25 @@ pub struct Config {
     )]
     pub bin_dirs: Vec<PathBuf>,
 
-    /// The host instances listen on and are reached at.
+    /// Where instances run: local processes, or containers on a Docker Engine.
+    #[arg(long, env = "FLOTILLA_ORCHESTRATOR_PLATFORM", value_enum, default_value_t = PlatformKind::Local)]
+    pub platform: PlatformKind,
+
+    /// The Docker network the instances' containers join (with the registry and the callers,
+    /// e.g. a compose network). Required with `--platform docker`.
+    #[arg(
+        long,
+        env = "FLOTILLA_ORCHESTRATOR_DOCKER_NETWORK",
+        required_if_eq("platform", "docker")
+    )]
+    pub docker_network: Option<String>,
+
+    /// The port every instance's container listens on (each has its own address).
+    #[arg(long, env = "FLOTILLA_ORCHESTRATOR_DOCKER_INSTANCE_PORT", default_value_t = DEFAULT_DOCKER_INSTANCE_PORT,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub docker_instance_port: u16,
+
+    /// The host local instances listen on and are reached at.
     #[arg(
         long,
         env = "FLOTILLA_ORCHESTRATOR_INSTANCE_HOST",
@@ -91,6 +110,14 @@ pub struct Config {
     /// Log format on stderr.
     #[arg(long, env = "FLOTILLA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlatformKind {
+    /// Local processes (the embedded default).
+    Local,
+    /// Containers on the Docker Engine at `DOCKER_HOST` (the local socket when unset).
+    Docker,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -175,6 +202,24 @@ mod tests {
             Config::try_parse_from(["rollout-orchestrator", "--prometheus-url", "https://p"])
                 .unwrap();
         assert!(config.metrics_source().is_err());
+    }
+
+    #[test]
+    fn the_docker_platform_needs_a_network() {
+        let config = Config::try_parse_from(["rollout-orchestrator"]).unwrap();
+        assert_eq!(config.platform, PlatformKind::Local);
+        assert!(Config::try_parse_from(["rollout-orchestrator", "--platform", "docker"]).is_err());
+        let config = Config::try_parse_from([
+            "rollout-orchestrator",
+            "--platform",
+            "docker",
+            "--docker-network",
+            "fleet",
+        ])
+        .unwrap();
+        assert_eq!(config.platform, PlatformKind::Docker);
+        assert_eq!(config.docker_network.as_deref(), Some("fleet"));
+        assert_eq!(config.docker_instance_port, DEFAULT_DOCKER_INSTANCE_PORT);
     }
 
     #[test]

@@ -9,8 +9,13 @@ use tokio::{net::TcpListener, sync::watch};
 use tonic::transport::server::TcpIncoming;
 
 use crate::{
-    analysis::MetricsSource, api::OrchestratorApi, config::Config, context::Context,
-    platform::LocalProcessPlatform, registry::Registry, supervisor,
+    analysis::MetricsSource,
+    api::OrchestratorApi,
+    config::{Config, PlatformKind},
+    context::Context,
+    platform::{DockerConfig, DockerConnectError, DockerPlatform, LocalProcessPlatform, Platform},
+    registry::Registry,
+    supervisor,
 };
 
 /// How long after a revision was replaced a rollback to it skips steps and analysis.
@@ -24,6 +29,8 @@ pub enum ServeError {
     Registry(tonic::transport::Error),
     #[error("the Prometheus URL: {0}")]
     Prometheus(#[from] crate::prometheus::PrometheusUrlError),
+    #[error("the Docker platform: {0}")]
+    Docker(#[from] DockerConnectError),
     #[error("building reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("serving gRPC: {0}")]
@@ -55,12 +62,22 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let registry = Registry::new(&config.registry).map_err(ServeError::Registry)?;
     let metrics = config.metrics_source()?;
-    let platform = Arc::new(LocalProcessPlatform::new(
-        config.state_dir.clone(),
-        config.bin_dirs.clone(),
-        &config.instance_host,
-        &config.registry,
-    ));
+    let platform: Arc<dyn Platform> = match config.platform {
+        PlatformKind::Local => Arc::new(LocalProcessPlatform::new(
+            config.state_dir.clone(),
+            config.bin_dirs.clone(),
+            &config.instance_host,
+            &config.registry,
+        )),
+        PlatformKind::Docker => Arc::new(
+            DockerPlatform::connect(DockerConfig {
+                network: config.docker_network.clone().unwrap_or_default(),
+                registry: config.registry.clone(),
+                instance_port: config.docker_instance_port,
+            })
+            .await?,
+        ),
+    };
     let ctx = Context {
         store,
         registry,
@@ -75,7 +92,7 @@ pub async fn serve(
         MetricsSource::Instances => "instances' /metrics".to_owned(),
         MetricsSource::Prometheus(prometheus) => format!("Prometheus at {}", prometheus.url()),
     };
-    tracing::info!(holder = %ctx.holder, registry = %config.registry, %analysis, "orchestrator starting");
+    tracing::info!(holder = %ctx.holder, registry = %config.registry, platform = ctx.platform.name(), %analysis, "orchestrator starting");
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let supervisor = tokio::spawn(supervisor::supervise(ctx.clone(), stop_rx.clone()));

@@ -136,7 +136,7 @@ impl Platform for LocalProcessPlatform {
         "local"
     }
 
-    fn check(
+    async fn check(
         &self,
         service: &ServiceName,
         version: &Version,
@@ -170,7 +170,8 @@ impl Platform for LocalProcessPlatform {
     }
 
     async fn start(&self, spec: &InstanceSpec) -> Result<PlatformInstance, PlatformError> {
-        self.check(&spec.service, &spec.version, &spec.artifact)?;
+        self.check(&spec.service, &spec.version, &spec.artifact)
+            .await?;
         let what = format!("{}@{}", spec.service, spec.version);
         let start_error = |source| PlatformError::Start {
             what: what.clone(),
@@ -486,18 +487,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_artifact_without_a_command_or_program_is_refused_before_start() {
+    #[tokio::test]
+    async fn an_artifact_without_a_command_or_program_is_refused_before_start() {
         let dir = tempfile::tempdir().unwrap();
         let platform = platform(dir.path());
         let s = spec(&[]);
         let error = platform
             .check(&s.service, &s.version, &s.artifact)
+            .await
             .unwrap_err();
         assert!(error.to_string().contains("has no command"), "{error}");
         let s = spec(&["no-such-program-anywhere"]);
         let error = platform
             .check(&s.service, &s.version, &s.artifact)
+            .await
             .unwrap_err();
         assert!(
             error.to_string().contains("no-such-program-anywhere"),

@@ -6,11 +6,13 @@
 //! pod. Every method is idempotent, and `list` recovers the instances after a restart, so no
 //! driver keeps state the orchestrator depends on in memory.
 
+pub mod docker;
 pub mod local;
 
 use async_trait::async_trait;
 use flotilla_model::{Artifact, RolloutId, ServiceName, Version};
 
+pub use docker::{DockerConfig, DockerConnectError, DockerPlatform};
 pub use local::LocalProcessPlatform;
 
 /// What to start.
@@ -61,8 +63,9 @@ pub trait Platform: Send + Sync + std::fmt::Debug {
     /// The platform's name, for events and logs ("local", "docker").
     fn name(&self) -> &'static str;
 
-    /// Checks, before a rollout starts, that `artifact` can run here.
-    fn check(
+    /// Checks, before a rollout starts, that `artifact` can run here. Async because a driver
+    /// may have to ask its engine (does the image exist?).
+    async fn check(
         &self,
         service: &ServiceName,
         version: &Version,
