@@ -122,7 +122,8 @@ async fn a_faulty_release_is_aborted_by_itself_and_traffic_returns_to_stable() {
     let rollout = client
         .start_rollout(rollout_request(
             "1.2.0",
-            canary(&[Step::SetWeight(5), analysis_step(10), Step::SetWeight(100)]),
+            // A first step of 2%: whatever the timing, at most 2% × 30% of calls can fail.
+            canary(&[Step::SetWeight(2), analysis_step(10), Step::SetWeight(100)]),
         ))
         .await
         .unwrap()
@@ -647,4 +648,44 @@ async fn a_rollback_within_its_window_takes_the_emergency_path() {
         .revisions;
     let versions: Vec<&str> = revisions.iter().map(|r| r.version.as_str()).collect();
     assert_eq!(versions, ["1.0.0", "1.1.0", "1.0.0"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_exits_fails_the_health_gate_and_is_not_started_again() {
+    let fleet = RolloutFleet::start().unwrap();
+    fleet.publish_greeter("1.0.0", "1.0.0", &[]).unwrap();
+    // Exits as soon as it has registered: a release that crashes on start.
+    fleet
+        .publish_greeter("1.1.0", "1.2.0", &["--crash-after", "0"])
+        .unwrap();
+    deploy(&fleet, "1.0.0", 1).await.unwrap();
+    let mut client = fleet.client(0).await.unwrap();
+    let rollout = client
+        .start_rollout(rollout_request(
+            "1.2.0",
+            canary(&[Step::SetWeight(10), Step::SetWeight(100)]),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let (ended, events) = follow(&mut client, &rollout.id, ROLLOUT_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(
+        state(&ended),
+        pb::RolloutState::Aborted,
+        "{}",
+        ended.status_message
+    );
+    let halt = ended.halt.unwrap();
+    assert_eq!(halt.gate, pb::Gate::Health as i32, "{}", halt.message);
+    let started = events
+        .iter()
+        .filter(|e| e.kind == "INSTANCE_STARTED")
+        .count();
+    assert_eq!(
+        started, 1,
+        "a crashing release is not restarted in a loop: {events:#?}"
+    );
+    assert_eq!(fleet.running_versions(), ["1.0.0"]);
 }

@@ -142,6 +142,7 @@ pub fn artifact_command(config: &Config) -> Vec<String> {
         flag("fault-seed", seed.to_string());
     }
     flag("listen", "{listen}".into());
+    flag("advertise", "{advertise}".into());
     flag("registry", "{registry}".into());
     command
 }
@@ -176,6 +177,8 @@ mod tests {
                 "0.5",
                 "--listen",
                 "{listen}",
+                "--advertise",
+                "{advertise}",
                 "--registry",
                 "{registry}"
             ]

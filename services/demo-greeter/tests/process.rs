@@ -217,6 +217,8 @@ async fn release_1_1_0_greets_by_locale_and_publishes_its_own_schema() {
             "1.1.0",
             "--listen",
             "{listen}",
+            "--advertise",
+            "{advertise}",
             "--registry",
             "{registry}"
         ]

@@ -54,6 +54,12 @@ pub struct Controller {
     reported_unmanaged: bool,
     /// New instances whose readiness is in the events already.
     announced_ready: std::collections::HashSet<String>,
+    /// Instances this controller started and has not stopped, by handle. One that leaves the
+    /// platform's list on its own has exited: the health gate fails rather than the step
+    /// starting another, which would loop for as long as the release crashes.
+    launched: HashMap<String, PlatformInstance>,
+    /// Launched instances that exited on their own, seen by the last `observe`.
+    exited: Vec<PlatformInstance>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -85,6 +91,8 @@ impl Controller {
             next_analysis: Instant::now(),
             reported_unmanaged: false,
             announced_ready: Default::default(),
+            launched: HashMap::new(),
+            exited: Vec::new(),
         }
     }
 
@@ -277,6 +285,17 @@ impl Controller {
             .list(&self.rollout.service)
             .await
             .map_err(|e| e.to_string())?;
+        let gone: Vec<String> = self
+            .launched
+            .keys()
+            .filter(|handle| !all.iter().any(|i| &i.handle == *handle))
+            .cloned()
+            .collect();
+        for handle in gone {
+            if let Some(instance) = self.launched.remove(&handle) {
+                self.exited.push(instance);
+            }
+        }
         let to = self.rollout.to_version.clone();
         let from = self.rollout.from_version.clone();
         let new: Vec<PlatformInstance> = all.iter().filter(|i| i.version == to).cloned().collect();
@@ -319,6 +338,18 @@ impl Controller {
     /// The health gate over the new instances: one that served and then stopped serving, or
     /// that is not serving by its deadline, fails the rollout.
     fn health_gate(&self, new: &[PlatformInstance]) -> Option<Halt> {
+        if let Some(exited) = self.exited.first() {
+            return Some(Halt {
+                gate: Gate::Health,
+                message: format!(
+                    "instance {} of {} at {} exited on its own (the platform's log of it says why)",
+                    exited.handle, exited.version, exited.address
+                ),
+                figures: Vec::new(),
+                query: format!("platform: {}", self.ctx.platform.name()),
+                time: Timestamp::now(),
+            });
+        }
         let deadline = Duration::from_millis(self.rollout.health_deadline_ms);
         for instance in new {
             let Some(observed) = self.health.observed(&instance.address) else {
@@ -497,11 +528,14 @@ impl Controller {
             ),
             None,
         );
+        self.launched
+            .insert(started.handle.clone(), started.clone());
         Ok(started)
     }
 
     async fn stop_instance(&mut self, instance: &PlatformInstance) -> Result<(), Halt> {
         self.health.forget(&instance.address);
+        self.launched.remove(&instance.handle);
         self.ctx
             .platform
             .stop(&instance.handle)

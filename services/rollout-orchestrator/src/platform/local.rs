@@ -1,8 +1,10 @@
 //! The embedded platform: each instance is a local process started from the artifact's command.
 //!
-//! The command's arguments may name `{listen}` (host:port), `{host}`, `{port}` and `{registry}`;
-//! the driver picks a free port, fills them in, and also sets `FLOTILLA_LISTEN` and
-//! `FLOTILLA_REGISTRY`. Each instance leaves a record in `<state dir>/records/<service>/<pid>.json`
+//! The command's arguments may name `{listen}` (the IP address and port to bind), `{advertise}`
+//! (host:port, what callers dial), `{host}`, `{port}` and `{registry}`; the driver picks a free
+//! port, fills them in, and also sets `FLOTILLA_LISTEN`, `FLOTILLA_ADVERTISE` and
+//! `FLOTILLA_REGISTRY`. They differ when the instance host is a name (in a container, the
+//! container's host name): a socket binds an address, callers dial the name. Each instance leaves a record in `<state dir>/records/<service>/<pid>.json`
 //! (with the process's start time, so a reused pid is not mistaken for it) and its output in
 //! `<state dir>/logs/`. The records are how a restarted orchestrator finds the instances it
 //! started: processes outlive the orchestrator, as pods outlive a Kubernetes controller.
@@ -177,14 +179,17 @@ impl Platform for LocalProcessPlatform {
             what: what.clone(),
             source,
         };
-        let port = free_port(&self.inner.host).await.map_err(start_error)?;
-        let listen = format!("{}:{port}", self.inner.host);
+        let bind = free_address(&self.inner.host).await.map_err(start_error)?;
+        let port = bind.port();
+        let listen = bind.to_string();
+        let advertise = format!("{}:{port}", self.inner.host);
         let command: Vec<String> = spec
             .artifact
             .command
             .iter()
             .map(|arg| {
                 arg.replace("{listen}", &listen)
+                    .replace("{advertise}", &advertise)
                     .replace("{host}", &self.inner.host)
                     .replace("{port}", &port.to_string())
                     .replace("{registry}", &self.inner.registry)
@@ -207,6 +212,7 @@ impl Platform for LocalProcessPlatform {
         let mut child = tokio::process::Command::new(self.resolve_program(&command[0]))
             .args(&command[1..])
             .env("FLOTILLA_LISTEN", &listen)
+            .env("FLOTILLA_ADVERTISE", &advertise)
             .env("FLOTILLA_REGISTRY", &self.inner.registry)
             .stdin(Stdio::null())
             .stdout(log)
@@ -241,14 +247,14 @@ impl Platform for LocalProcessPlatform {
             start_ticks,
             service: spec.service.clone(),
             version: spec.version.clone(),
-            address: listen.clone(),
+            address: advertise.clone(),
             rollout: Some(spec.rollout.clone()),
             command,
         };
         write_record(&records.join(format!("{pid}.json")), &record)
             .await
             .map_err(start_error)?;
-        tracing::info!(%what, pid, address = %listen, log = %log_path.display(), "instance started");
+        tracing::info!(%what, pid, address = %advertise, log = %log_path.display(), "instance started");
         Ok(record.into_instance())
     }
 
@@ -348,11 +354,11 @@ async fn remove_record(path: &Path) {
     }
 }
 
-/// A port nobody listens on now. Another process could take it before the instance binds it;
-/// the instance then fails to start and the health deadline reports it.
-async fn free_port(host: &str) -> std::io::Result<u16> {
+/// An address of `host` with a port nobody listens on now. Another process could take the port
+/// before the instance binds it; the instance then exits and the health gate reports it.
+async fn free_address(host: &str) -> std::io::Result<std::net::SocketAddr> {
     let listener = tokio::net::TcpListener::bind((host, 0)).await?;
-    Ok(listener.local_addr()?.port())
+    listener.local_addr()
 }
 
 fn signal(pid: u32, signal: Signal) {
