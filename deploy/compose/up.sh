@@ -2,8 +2,8 @@
 # Brings the whole suite up in docker compose and deploys the greeter fleet through the
 # orchestrator: builds the images (build-images.sh), starts PostgreSQL, two registries, the
 # orchestrator and a frontend, waits until every container is healthy, publishes the greeter's
-# releases and deploys greeter 1.0.0 (two instances). `docker-compose -f
-# deploy/compose/docker-compose.yml down -v` takes it all down again.
+# releases and deploys greeter 1.0.0 (two containers the orchestrator starts through the Docker
+# Engine). down.sh takes it all down again.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -43,10 +43,10 @@ for release in "--release 1.0.0" "--release 1.1.0" "--release 2.0.0" \
   "--release 1.1.0 --version 1.2.0 --error-ratio 0.3"; do
   # shellcheck disable=SC2086 # the release flags are meant to split
   compose exec -T orchestrator demo-greeter --publish-only --registry http://registry-a:50051 \
-    $release 2>/dev/null
+    --image flotilla/suite:dev $release 2>/dev/null
 done
 
-log "deploying greeter 1.0.0 (two instances, run by the orchestrator)"
+log "deploying greeter 1.0.0 (two containers, started by the orchestrator)"
 compose exec -T orchestrator flotilla rollout --orchestrator http://127.0.0.1:50061 \
   start greeter 1.0.0 --replicas 2 --watch
 

@@ -104,14 +104,15 @@ fn declare(config: &Config) -> FleetServerBuilder {
         config.published_version(),
     )
     .descriptor_set(config.release.descriptor_set())
-    .artifact("", artifact_command(config))
+    .artifact(&config.image, artifact_command(config))
     .owner("flotilla-demo")
     .label("release", config.release.as_str())
     .lease_ttl(config.lease_ttl())
 }
 
-/// How to start this version again, as the orchestrator's local platform runs it: the release,
-/// the version and the fault flags, with `{listen}` and `{registry}` for the platform to fill in.
+/// How to start this version again, as the orchestrator's platforms run it: the release, the
+/// version, the fault flags and the image, with `{listen}`, `{advertise}` and `{registry}` for
+/// the platform to fill in.
 pub fn artifact_command(config: &Config) -> Vec<String> {
     let mut command: Vec<String> = [
         PROGRAM,
@@ -140,6 +141,10 @@ pub fn artifact_command(config: &Config) -> Vec<String> {
     }
     if let Some(seed) = config.fault_seed {
         flag("fault-seed", seed.to_string());
+    }
+    // An instance publishes its version again at start: the same image keeps the content equal.
+    if !config.image.is_empty() {
+        flag("image", config.image.clone());
     }
     flag("listen", "{listen}".into());
     flag("advertise", "{advertise}".into());

@@ -71,6 +71,11 @@ pub struct Config {
     #[arg(long, env = "FLOTILLA_GREETER_FAULT_SEED")]
     pub fault_seed: Option<u64>,
 
+    /// The container image in the published artifact, for the orchestrator's Docker platform
+    /// (which runs the artifact command in it); empty for local processes only.
+    #[arg(long, env = "FLOTILLA_GREETER_IMAGE", default_value = "")]
+    pub image: String,
+
     /// Publish the version (schema, and an artifact command that starts it with these flags)
     /// and exit without serving: how a release is announced for the orchestrator to run.
     #[arg(long)]
