@@ -68,6 +68,8 @@ pub struct PostgresConfig {
     /// How long to wait for a new connection, or for a free pooled one, before the store reports
     /// itself unavailable.
     pub connect_timeout: Duration,
+    /// What the connections call themselves in `pg_stat_activity`, unless the URL says.
+    pub application_name: String,
 }
 
 impl PostgresConfig {
@@ -77,7 +79,14 @@ impl PostgresConfig {
             url: url.to_owned(),
             pool_size: 16,
             connect_timeout: Duration::from_secs(5),
+            application_name: "flotilla".to_owned(),
         }
+    }
+
+    /// Names the connections (the registry's and the orchestrator's are told apart this way).
+    pub fn application_name(mut self, name: &str) -> Self {
+        self.application_name = name.to_owned();
+        self
     }
 }
 
@@ -87,6 +96,7 @@ impl fmt::Debug for PostgresConfig {
             .field("url", &redact_password(&self.url))
             .field("pool_size", &self.pool_size)
             .field("connect_timeout", &self.connect_timeout)
+            .field("application_name", &self.application_name)
             .finish()
     }
 }
@@ -297,7 +307,7 @@ fn driver_config(config: &PostgresConfig) -> Result<tokio_postgres::Config, Stor
     })?;
     pg.connect_timeout(config.connect_timeout);
     if pg.get_application_name().is_none() {
-        pg.application_name("flotilla-registry");
+        pg.application_name(&config.application_name);
     }
     Ok(pg)
 }

@@ -42,7 +42,10 @@ pub enum ServeError {
 pub async fn open_store(config: &Config) -> Result<Arc<dyn RolloutStore>, StoreError> {
     match &config.database_url {
         Some(url) => Ok(Arc::new(
-            PostgresStore::connect(PostgresConfig::new(url)).await?,
+            PostgresStore::connect(
+                PostgresConfig::new(url).application_name("flotilla-orchestrator"),
+            )
+            .await?,
         )),
         None if config.data_file.as_os_str() == ":memory:" => {
             Ok(Arc::new(SqliteStore::open_in_memory().await?))
