@@ -249,6 +249,11 @@ pub fn prost_duration(d: Duration) -> prost_types::Duration {
     prost_types::Duration::try_from(d).expect("a small duration converts")
 }
 
+/// A rollout's state as the enum (UNSPECIFIED for a value this build does not know).
+pub fn state(rollout: &pb::Rollout) -> pb::RolloutState {
+    pb::RolloutState::try_from(rollout.state).unwrap_or(pb::RolloutState::Unspecified)
+}
+
 /// Follows a rollout until it ends (or `timeout`), returning its last state and every event.
 pub async fn follow(
     client: &mut OrchestratorClient<Channel>,

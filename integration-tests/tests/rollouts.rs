@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use flotilla_integration_tests::{
     postgres::{TestDatabase, admin_url},
-    rollout::{Load, RolloutFleet, canary, deploy, follow, prost_duration, rollout_request, tally},
+    rollout::{
+        Load, RolloutFleet, canary, deploy, follow, prost_duration, rollout_request, state, tally,
+    },
 };
 use flotilla_proto::rollout::v1::{
     self as pb, canary_step::Step, orchestrator_client::OrchestratorClient,
@@ -15,10 +17,6 @@ use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(90);
-
-fn state(rollout: &pb::Rollout) -> pb::RolloutState {
-    pb::RolloutState::try_from(rollout.state).unwrap_or(pb::RolloutState::Unspecified)
-}
 
 /// Polls the rollout until `done` holds for it; fails the test after the rollout timeout.
 async fn wait_until(

@@ -6,15 +6,13 @@ use std::time::{Duration, Instant};
 
 use flotilla_integration_tests::{
     peers::Prometheus,
-    rollout::{Load, RolloutFleet, canary, deploy, follow, prost_duration, rollout_request, tally},
+    rollout::{
+        Load, RolloutFleet, canary, deploy, follow, prost_duration, rollout_request, state, tally,
+    },
 };
 use flotilla_proto::rollout::v1::{self as pb, canary_step::Step};
 
 const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(120);
-
-fn state(rollout: &pb::Rollout) -> pb::RolloutState {
-    pb::RolloutState::try_from(rollout.state).unwrap_or(pb::RolloutState::Unspecified)
-}
 
 /// A registry, a Prometheus discovering from it, an orchestrator reading that Prometheus, and
 /// greeter 1.0.0 ×2 deployed, with a frontend under load and both stable instances scraped.

@@ -259,6 +259,13 @@ fn ended(rollout: &Rollout, command: &str) -> ApiError {
     ))
 }
 
+fn aborting(rollout: &Rollout, command: &str) -> ApiError {
+    ApiError::WrongState(format!(
+        "rollout {} is aborting; {command} changed nothing",
+        rollout.id
+    ))
+}
+
 type UpdateStream = Pin<Box<dyn Stream<Item = Result<pb::RolloutUpdate, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -436,10 +443,7 @@ impl Orchestrator for OrchestratorApi {
                     r.status_message = format!("{why} at step {}", r.step_index + 1);
                     Ok(vec![event(r, EventKind::Paused, why, None)])
                 }
-                RolloutState::Aborting => Err(ApiError::WrongState(format!(
-                    "rollout {} is aborting; pause changed nothing",
-                    r.id
-                ))),
+                RolloutState::Aborting => Err(aborting(r, "pause")),
                 RolloutState::Aborted | RolloutState::Succeeded => Err(ended(r, "pause")),
             })
             .await?;
@@ -468,10 +472,7 @@ impl Orchestrator for OrchestratorApi {
                         None,
                     )])
                 }
-                RolloutState::Aborting => Err(ApiError::WrongState(format!(
-                    "rollout {} is aborting; resume changed nothing",
-                    r.id
-                ))),
+                RolloutState::Aborting => Err(aborting(r, "resume")),
                 RolloutState::Aborted | RolloutState::Succeeded => Err(ended(r, "resume")),
             })
             .await?;
@@ -506,10 +507,7 @@ impl Orchestrator for OrchestratorApi {
                     };
                     Ok(vec![event(r, EventKind::Promoted, message, None)])
                 }
-                RolloutState::Aborting => Err(ApiError::WrongState(format!(
-                    "rollout {} is aborting; promote changed nothing",
-                    r.id
-                ))),
+                RolloutState::Aborting => Err(aborting(r, "promote")),
                 RolloutState::Aborted | RolloutState::Succeeded => Err(ended(r, "promote")),
             })
             .await?;

@@ -855,7 +855,7 @@ impl Controller {
             {
                 return Err(halt.message);
             }
-            let wanted = self.stable_replicas();
+            let wanted = self.rollout.stable_replicas;
             if (stable.len() as u32) < wanted {
                 for _ in stable.len() as u32..wanted {
                     self.start_instance(&from).await.map_err(|h| h.message)?;
@@ -893,12 +893,6 @@ impl Controller {
         self.event(EventKind::Aborted, message, halt);
         self.observe().await?;
         Ok(())
-    }
-
-    /// How many stable instances the rollout started from: the plan's stable size before any
-    /// rolling batch shrank it.
-    fn stable_replicas(&self) -> u32 {
-        self.rollout.stable_replicas
     }
 }
 
