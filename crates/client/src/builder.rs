@@ -19,8 +19,12 @@ use crate::{
     error::ClientError,
     fleet::Fleet,
     follow::{follow, subscribe},
+    registry_channel::RegistryChannel,
     schema::idempotent_methods,
 };
+
+/// How long a connection to one registry replica may take before the next is tried.
+const REPLICA_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long `connect` waits by default for the registry and a first endpoint set.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -33,7 +37,8 @@ pub struct FleetClient;
 
 impl FleetClient {
     /// A builder for a channel to `service`, found through the registry at `registry_url`
-    /// (e.g. `http://127.0.0.1:50051`).
+    /// (e.g. `http://127.0.0.1:50051`, or several replicas separated by commas, tried in turn:
+    /// see [`RegistryChannel`]).
     pub fn builder(
         registry_url: impl Into<String>,
         service: impl Into<String>,
@@ -126,15 +131,17 @@ impl FleetClientBuilder {
             idempotent
                 .extend(idempotent_methods(schema).map_err(ClientError::InvalidCallerSchema)?);
         }
-        let endpoint = tonic::transport::Endpoint::from_shared(self.registry_url.clone())
-            .map_err(|source| ClientError::InvalidRegistryUrl {
-                url: self.registry_url.clone(),
-                source,
-            })?
-            .tcp_nodelay(true)
-            .connect_timeout(deadline)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5));
+        let channel = RegistryChannel::new(&self.registry_url, |endpoint| {
+            endpoint
+                .tcp_nodelay(true)
+                .connect_timeout(REPLICA_CONNECT_TIMEOUT.min(deadline))
+                .http2_keep_alive_interval(Duration::from_secs(10))
+                .keep_alive_timeout(Duration::from_secs(5))
+        })
+        .map_err(|source| ClientError::InvalidRegistryUrl {
+            url: self.registry_url.clone(),
+            source,
+        })?;
         let unreachable = |reason: String| ClientError::RegistryUnreachable {
             url: self.registry_url.clone(),
             reason,
@@ -145,11 +152,7 @@ impl FleetClientBuilder {
             deadline,
         };
 
-        let channel = tokio::time::timeout(deadline, endpoint.connect())
-            .await
-            .map_err(|_| unreachable(format!("no connection within {deadline:?}")))?
-            .map_err(|e| unreachable(error_chain(&e)))?;
-        let mut client = RegistryClient::new(channel);
+        let mut client = RegistryClient::new(channel.clone());
         let request = WatchEndpointsRequest {
             service: self.service.clone(),
             requirement: match self.requirement == VersionReq::STAR {
@@ -163,19 +166,28 @@ impl FleetClientBuilder {
                 .map(Vec::from)
                 .unwrap_or_default(),
         };
-        let mut stream = tokio::time::timeout(
-            deadline.saturating_sub(started.elapsed()),
-            subscribe(&mut client, &request),
-        )
-        .await
-        .map_err(|_| no_set())?
-        .map_err(|status| match status.code() {
-            Code::Unavailable => unreachable(status.message().to_owned()),
-            _ => ClientError::Refused {
-                service: self.service.clone(),
-                status: Box::new(status),
-            },
-        })?;
+        let per_replica = deadline / u32::try_from(channel.replicas()).unwrap_or(u32::MAX);
+        // One attempt per replica: an unreachable one moves the channel on to the next.
+        let mut failures = Vec::new();
+        let mut stream = loop {
+            let within = per_replica.min(deadline.saturating_sub(started.elapsed()));
+            let tried = channel.current_url().to_owned();
+            match tokio::time::timeout(within, subscribe(&mut client, &request)).await {
+                Ok(Ok(stream)) => break stream,
+                Ok(Err(status)) if status.code() != Code::Unavailable => {
+                    return Err(ClientError::Refused {
+                        service: self.service.clone(),
+                        status: Box::new(status),
+                    });
+                }
+                Ok(Err(status)) => failures.push(format!("{tried}: {}", describe(&status))),
+                Err(_) if started.elapsed() >= deadline => return Err(no_set()),
+                Err(_) => failures.push(format!("{tried}: no answer within {within:?}")),
+            }
+            if failures.len() >= channel.replicas() || started.elapsed() >= deadline {
+                return Err(unreachable(failures.join("; ")));
+            }
+        };
 
         let fleet = Arc::new(Fleet::new(
             self.service.clone(),
@@ -239,10 +251,11 @@ fn count_serving(set: &EndpointSet) -> usize {
         .count()
 }
 
-/// An error with its sources, since transport errors say little at the top ("transport error").
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
+/// A status's message with the errors beneath it, since transport errors say little at the top
+/// ("transport error").
+fn describe(status: &tonic::Status) -> String {
+    let mut text = status.message().to_owned();
+    let mut source = std::error::Error::source(status);
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());

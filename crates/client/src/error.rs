@@ -14,12 +14,12 @@ pub enum ClientError {
         #[source]
         source: semver::Error,
     },
-    /// The registry URL does not parse as a URI.
-    #[error("{url:?} is not a registry URL: {source}")]
+    /// The registry URL list does not parse.
+    #[error("bad registry URL list {url:?}: {source}")]
     InvalidRegistryUrl {
         url: String,
         #[source]
-        source: tonic::transport::Error,
+        source: crate::RegistryUrlError,
     },
     /// The caller schema is not an encoded FileDescriptorSet.
     #[error("the caller schema is not an encoded FileDescriptorSet: {0}")]

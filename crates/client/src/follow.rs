@@ -6,16 +6,16 @@ use std::{sync::Weak, time::Duration};
 use flotilla_proto::registry::v1::{
     EndpointSet, WatchEndpointsRequest, registry_client::RegistryClient,
 };
-use tonic::{Streaming, transport::Channel};
+use tonic::Streaming;
 
-use crate::{backoff::Backoff, fleet::Fleet};
+use crate::{backoff::Backoff, fleet::Fleet, registry_channel::RegistryChannel};
 
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LAST_RETRY: Duration = Duration::from_secs(5);
 
 /// Opens a watch.
 pub(crate) async fn subscribe(
-    client: &mut RegistryClient<Channel>,
+    client: &mut RegistryClient<RegistryChannel>,
     request: &WatchEndpointsRequest,
 ) -> Result<Streaming<EndpointSet>, tonic::Status> {
     Ok(client.watch_endpoints(request.clone()).await?.into_inner())
@@ -26,7 +26,7 @@ pub(crate) async fn subscribe(
 /// until aborted or the fleet is gone.
 pub(crate) async fn follow(
     fleet: Weak<Fleet>,
-    mut client: RegistryClient<Channel>,
+    mut client: RegistryClient<RegistryChannel>,
     request: WatchEndpointsRequest,
     mut stream: Streaming<EndpointSet>,
 ) {

@@ -38,6 +38,7 @@ mod follow;
 mod future;
 mod health;
 mod picker;
+mod registry_channel;
 mod schema;
 mod snapshot;
 
@@ -46,4 +47,5 @@ pub use builder::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RETRIES, FleetClient, Fle
 pub use channel::FleetChannel;
 pub use error::ClientError;
 pub use future::{BoxError, ResponseFuture};
+pub use registry_channel::{RegistryChannel, RegistryUrlError};
 pub use snapshot::{EndpointView, Snapshot};

@@ -3,9 +3,10 @@
 
 use std::{future::Future, time::Duration};
 
+use flotilla_client::RegistryChannel;
 use flotilla_proto::registry::v1::{self as pb, registry_client::RegistryClient};
 use tokio::time::Instant;
-use tonic::{Code, Status, transport::Channel};
+use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
 use crate::ServerError;
@@ -20,26 +21,29 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// A registry client that names this server as the actor of what it does.
 #[derive(Debug, Clone)]
 pub(crate) struct Registry {
-    client: RegistryClient<Channel>,
+    client: RegistryClient<RegistryChannel>,
     endpoint: String,
     actor: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
 }
 
 impl Registry {
-    /// A client for `endpoint`. Nothing is dialled yet: the channel connects on first use and
-    /// reconnects after failures, so a registry that restarts is reached again.
+    /// A client for `endpoint` (one URL, or several replicas separated by commas). Nothing is
+    /// dialled yet: the channel connects on first use, reconnects after failures and moves on to
+    /// the next replica when one fails, so a registry that restarts or dies is reached again.
     pub(crate) fn new(endpoint: &str, actor: &str) -> Result<Self, ServerError> {
         let invalid = |reason: String| ServerError::InvalidSetting {
             field: "registry_endpoint",
             reason,
         };
-        let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
-            .map_err(|e| invalid(format!("{endpoint:?} is not a URI: {e}")))?
-            .connect_timeout(Duration::from_secs(2))
-            // A registry call that hangs longer than this is as good as failed; the caller retries.
-            .timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let channel = RegistryChannel::new(endpoint, |endpoint| {
+            endpoint
+                .connect_timeout(Duration::from_secs(2))
+                // A registry call that hangs longer than this is as good as failed; the caller
+                // retries.
+                .timeout(Duration::from_secs(5))
+                .tcp_nodelay(true)
+        })
+        .map_err(|e| invalid(e.to_string()))?;
         let actor = actor
             .parse()
             .map_err(|_| invalid(format!("{actor:?} is not a valid header value")))?;
@@ -51,7 +55,7 @@ impl Registry {
     }
 
     /// The registry client, for calls made by the instance's lease.
-    pub(crate) fn client(&self) -> RegistryClient<Channel> {
+    pub(crate) fn client(&self) -> RegistryClient<RegistryChannel> {
         self.client.clone()
     }
 

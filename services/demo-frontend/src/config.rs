@@ -12,7 +12,7 @@ pub struct Config {
     #[arg(long, env = "FLOTILLA_FRONTEND_LISTEN", default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
 
-    /// The version registry.
+    /// The version registry's URL, or several replicas' URLs separated by commas.
     #[arg(
         long,
         env = "FLOTILLA_REGISTRY",

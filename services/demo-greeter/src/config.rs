@@ -26,7 +26,7 @@ pub struct Config {
     #[arg(long, env = "FLOTILLA_GREETER_LISTEN", default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
 
-    /// The version registry's endpoint.
+    /// The version registry's URL, or several replicas' URLs separated by commas.
     #[arg(
         long,
         env = "FLOTILLA_GREETER_REGISTRY",

@@ -28,7 +28,7 @@ pub struct Config {
     #[arg(long, env = "FLOTILLA_ORCHESTRATOR_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
 
-    /// The version registry's URL.
+    /// The version registry's URL, or several replicas' URLs separated by commas (tried in turn).
     #[arg(long, env = "FLOTILLA_REGISTRY", default_value = DEFAULT_REGISTRY)]
     pub registry: String,
 

@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
+use flotilla_client::{RegistryChannel, RegistryUrlError};
 use flotilla_model::{ServiceName, Version};
 use flotilla_proto::registry::v1::{self as pb, registry_client::RegistryClient};
-use tonic::{Status, transport::Channel};
+use tonic::Status;
 
 /// The header the registry records as the actor of each mutation in its audit log.
 const ACTOR_HEADER: &str = "x-flotilla-actor";
@@ -13,7 +14,7 @@ const ACTOR: &str = "rollout-orchestrator";
 
 #[derive(Debug, Clone)]
 pub struct Registry {
-    client: RegistryClient<Channel>,
+    client: RegistryClient<RegistryChannel>,
 }
 
 /// A version of another service that declares a dependency on the service being rolled out.
@@ -26,14 +27,16 @@ pub struct Consumer {
 }
 
 impl Registry {
-    /// A client for `url`. Nothing is dialled yet; the channel connects on first use and again
-    /// after failures.
-    pub fn new(url: &str) -> Result<Self, tonic::transport::Error> {
-        let channel = tonic::transport::Endpoint::from_shared(url.to_owned())?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
-            .connect_lazy();
+    /// A client for `url` (one URL, or several replicas separated by commas). Nothing is dialled
+    /// yet; the channel connects on first use, again after failures, and moves on to the next
+    /// replica when one fails.
+    pub fn new(url: &str) -> Result<Self, RegistryUrlError> {
+        let channel = RegistryChannel::new(url, |endpoint| {
+            endpoint
+                .connect_timeout(Duration::from_secs(2))
+                .timeout(Duration::from_secs(5))
+                .tcp_nodelay(true)
+        })?;
         Ok(Self {
             client: RegistryClient::new(channel),
         })

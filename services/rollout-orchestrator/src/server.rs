@@ -26,7 +26,7 @@ pub enum ServeError {
     #[error("opening the store: {0}")]
     Store(#[from] StoreError),
     #[error("the registry URL: {0}")]
-    Registry(tonic::transport::Error),
+    Registry(flotilla_client::RegistryUrlError),
     #[error("the Prometheus URL: {0}")]
     Prometheus(#[from] crate::prometheus::PrometheusUrlError),
     #[error("the Docker platform: {0}")]
