@@ -58,8 +58,9 @@ pub struct Controller {
     /// platform's list on its own has exited: the health gate fails rather than the step
     /// starting another, which would loop for as long as the release crashes.
     launched: HashMap<String, PlatformInstance>,
-    /// Launched instances that exited on their own, seen by the last `observe`.
-    exited: Vec<PlatformInstance>,
+    /// Launched instances that exited on their own, seen by the last `observe`, each with the
+    /// platform's report of how it ended when it has one.
+    exited: Vec<(PlatformInstance, Option<String>)>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -293,7 +294,8 @@ impl Controller {
             .collect();
         for handle in gone {
             if let Some(instance) = self.launched.remove(&handle) {
-                self.exited.push(instance);
+                let report = self.ctx.platform.exit_report(&handle).await;
+                self.exited.push((instance, report));
             }
         }
         let to = self.rollout.to_version.clone();
@@ -338,11 +340,15 @@ impl Controller {
     /// The health gate over the new instances: one that served and then stopped serving, or
     /// that is not serving by its deadline, fails the rollout.
     fn health_gate(&self, new: &[PlatformInstance]) -> Option<Halt> {
-        if let Some(exited) = self.exited.first() {
+        if let Some((exited, report)) = self.exited.first() {
+            let how = match report {
+                Some(report) => format!(": {report}"),
+                None => " (the platform's log of it says why)".to_owned(),
+            };
             return Some(Halt {
                 gate: Gate::Health,
                 message: format!(
-                    "instance {} of {} at {} exited on its own (the platform's log of it says why)",
+                    "instance {} of {} at {} exited on its own{how}",
                     exited.handle, exited.version, exited.address
                 ),
                 figures: Vec::new(),

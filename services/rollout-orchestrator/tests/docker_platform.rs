@@ -397,9 +397,18 @@ async fn containers_are_started_found_after_a_restart_and_stopped() {
     let restarted = DockerPlatform::connect(config).await.expect("connects");
     assert_eq!(restarted.list(&service).await.unwrap(), expected);
 
-    // An instance that exited is neither listed nor left behind.
+    // An instance that exited is neither listed nor left behind, but how it ended is kept.
     let exits = platform
-        .start(&spec(&service, "1.2.0", &[BUSYBOX, "true"]))
+        .start(&spec(
+            &service,
+            "1.2.0",
+            &[
+                BUSYBOX,
+                "sh",
+                "-c",
+                "echo 'listening on {listen}'; echo 'error: port taken' >&2; exit 3",
+            ],
+        ))
         .await
         .expect("a short-lived instance starts");
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -426,6 +435,14 @@ async fn containers_are_started_found_after_a_restart_and_stopped() {
             .contains(&exits.handle),
         "the exited container was removed"
     );
+    let report = restarted
+        .exit_report(&exits.handle)
+        .await
+        .expect("the driver that removed it reports how it ended");
+    assert!(report.contains("exit code 3"), "{report}");
+    assert!(report.contains("listening on 0.0.0.0:50100"), "{report}");
+    assert!(report.contains("error: port taken"), "{report}");
+    assert_eq!(platform.exit_report(&a.handle).await, None);
 
     // SIGTERM first: the instances leave at once instead of being killed after the grace period.
     let stopping = Instant::now();

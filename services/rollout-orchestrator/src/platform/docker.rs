@@ -15,12 +15,14 @@
 use std::{collections::HashMap, time::Duration};
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use bollard::{
     Docker,
     errors::Error as DockerError,
     models::{ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings, NetworkingConfig},
     query_parameters::{
-        CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+        CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
+        RemoveContainerOptionsBuilder,
         StopContainerOptionsBuilder,
     },
 };
@@ -35,6 +37,11 @@ pub const LABEL_ROLLOUT: &str = "io.flotilla.rollout";
 /// The address the instance was started with, so a restarted orchestrator configured with
 /// another instance port still reports where the container really listens.
 pub const LABEL_ADDRESS: &str = "io.flotilla.address";
+
+/// How many log lines of an exited instance its exit report keeps.
+const EXIT_LOG_LINES: usize = 5;
+/// How many exit reports are kept at most.
+const MAX_EXIT_REPORTS: usize = 256;
 
 /// The engine when `DOCKER_HOST` is unset.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
@@ -71,6 +78,9 @@ pub struct DockerPlatform {
     docker: Docker,
     config: DockerConfig,
     stop_grace: Duration,
+    /// Exit status and last log lines of instances that exited, kept from when `list` removed
+    /// their containers (the logs go with them), for [`Platform::exit_report`].
+    exits: std::sync::Arc<std::sync::Mutex<HashMap<String, String>>>,
 }
 
 impl DockerPlatform {
@@ -115,6 +125,7 @@ impl DockerPlatform {
             docker,
             config,
             stop_grace: DEFAULT_STOP_GRACE,
+            exits: std::sync::Arc::default(),
         })
     }
 
@@ -128,6 +139,48 @@ impl DockerPlatform {
             .replace("{host}", "0.0.0.0")
             .replace("{port}", &self.config.instance_port.to_string())
             .replace("{registry}", &self.config.registry)
+    }
+
+    /// How an exited container ended: its exit code (and whether the kernel killed it for
+    /// memory) and its last log lines.
+    async fn read_exit(&self, id: &str) -> String {
+        let mut report = match self.docker.inspect_container(id, None).await {
+            Ok(inspected) => {
+                let state = inspected.state.unwrap_or_default();
+                let mut text = format!("exit code {}", state.exit_code.unwrap_or(-1));
+                if state.oom_killed == Some(true) {
+                    text.push_str(", killed for lack of memory");
+                }
+                text
+            }
+            Err(e) => format!("exit status unreadable ({e})"),
+        };
+        let options = LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .tail(&EXIT_LOG_LINES.to_string())
+            .build();
+        let lines: Vec<String> = self
+            .docker
+            .logs(id, Some(options))
+            .filter_map(|chunk| async move { chunk.ok() })
+            .map(|chunk| strip_ansi(&String::from_utf8_lossy(&chunk.into_bytes())))
+            .collect()
+            .await;
+        let lines: Vec<&str> = lines
+            .iter()
+            .flat_map(|chunk| chunk.lines())
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .collect();
+        match lines.is_empty() {
+            true => report.push_str("; it logged nothing"),
+            false => {
+                report.push_str("; its last log lines: ");
+                report.push_str(&lines.join(" | "));
+            }
+        }
+        report
     }
 
     /// Removes a container, whatever its state; one already gone (or going) is fine.
@@ -288,6 +341,10 @@ impl Platform for DockerPlatform {
         Ok(())
     }
 
+    async fn exit_report(&self, handle: &str) -> Option<String> {
+        self.exits.lock().expect("not poisoned").get(handle).cloned()
+    }
+
     async fn list(&self, service: &ServiceName) -> Result<Vec<PlatformInstance>, PlatformError> {
         let filters = HashMap::from([(
             "label",
@@ -313,6 +370,16 @@ impl Platform for DockerPlatform {
                 // An instance that exited is not coming back (no restart policy); sweep it so
                 // dead containers do not pile up across rollouts.
                 Some(ContainerSummaryStateEnum::EXITED | ContainerSummaryStateEnum::DEAD) => {
+                    let report = self.read_exit(&id).await;
+                    tracing::warn!(container = %id, %report, "an instance exited");
+                    {
+                        let mut exits = self.exits.lock().expect("not poisoned");
+                        // A bounded memory: reports are read within a controller tick or two.
+                        if exits.len() >= MAX_EXIT_REPORTS {
+                            exits.clear();
+                        }
+                        exits.insert(id.clone(), report);
+                    }
                     if let Err(e) = self.remove(&id).await {
                         tracing::warn!(container = %id, error = %e, "removing an exited instance");
                     }
@@ -377,6 +444,27 @@ fn container_name(service: &ServiceName, version: &Version) -> String {
         .collect();
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
     format!("flotilla-{}-{suffix}", middle.trim_end_matches('-'))
+}
+
+/// Text without ANSI escape sequences (colored log lines).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC '[' parameters, ended by a byte in '@'..='~'.
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -82,4 +82,10 @@ pub trait Platform: Send + Sync + std::fmt::Debug {
 
     /// The live instances of a service, whoever started them on this platform.
     async fn list(&self, service: &ServiceName) -> Result<Vec<PlatformInstance>, PlatformError>;
+
+    /// How an instance that has left `list` ended, as far as the platform still knows (exit
+    /// status, last log lines), for the halt that reports it. `None` when it cannot tell.
+    async fn exit_report(&self, _handle: &str) -> Option<String> {
+        None
+    }
 }
