@@ -23,7 +23,13 @@ pub const FRONTEND: &str = "http://127.0.0.1:50081";
 const PROJECT: &str = "flotilla";
 
 /// The suite's compose services, for logs and health.
-pub const SERVICES: [&str; 5] = ["postgres", "registry-a", "registry-b", "orchestrator", "frontend"];
+pub const SERVICES: [&str; 5] = [
+    "postgres",
+    "registry-a",
+    "registry-b",
+    "orchestrator",
+    "frontend",
+];
 
 /// The directory of the compose file and its scripts.
 pub fn compose_dir() -> PathBuf {
@@ -190,7 +196,12 @@ impl ComposeSuite {
 
     /// Publishes a greeter release to the registry under `version` (with extra flags, e.g. a
     /// fault), runnable by the orchestrator as a container of the suite's image.
-    pub fn publish_greeter(&self, release: &str, version: &str, extra: &[&str]) -> anyhow::Result<()> {
+    pub fn publish_greeter(
+        &self,
+        release: &str,
+        version: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<()> {
         let mut command = vec![
             "demo-greeter",
             "--publish-only",

@@ -26,9 +26,7 @@ use flotilla_model::fixtures::greeter_schema_bytes;
 use flotilla_proto::{
     demo::frontend::v1::{GreetRequest, frontend_client::FrontendClient},
     registry::v1::{self as registry_pb, registry_client::RegistryClient},
-    rollout::v1::{
-        self as pb, canary_step::Step, orchestrator_client::OrchestratorClient,
-    },
+    rollout::v1::{self as pb, canary_step::Step, orchestrator_client::OrchestratorClient},
 };
 use tonic::{Code, transport::Channel};
 
@@ -78,7 +76,10 @@ async fn until_ended(id: &str, timeout: Duration) -> anyhow::Result<pb::Rollout>
     let deadline = Instant::now() + timeout;
     let mut last = None;
     while Instant::now() < deadline {
-        match client.get_rollout(pb::GetRolloutRequest { id: id.into() }).await {
+        match client
+            .get_rollout(pb::GetRolloutRequest { id: id.into() })
+            .await
+        {
             Ok(rollout) => {
                 let rollout = rollout.into_inner();
                 if matches!(
@@ -226,16 +227,21 @@ async fn canary_succeeds(suite: &ComposeSuite, figures: &mut Figures) {
     assert_eq!(suite.running("1.1.0").unwrap().len(), 2);
     assert!(suite.running("1.0.0").unwrap().is_empty());
 
-    let through_grpcurl = Grpcurl::find("127.0.0.1:50081")
-        .unwrap()
-        .call("demo.frontend.v1.Frontend/Greet", &serde_json::json!({"name": "grpcurl"}));
+    let through_grpcurl = Grpcurl::find("127.0.0.1:50081").unwrap().call(
+        "demo.frontend.v1.Frontend/Greet",
+        &serde_json::json!({"name": "grpcurl"}),
+    );
     assert!(through_grpcurl.success, "{through_grpcurl:?}");
     assert_eq!(through_grpcurl.json()["greeterVersion"], "1.1.0");
 }
 
 /// 2.0.0 breaks the frontend's `^1.0`: StartRollout through grpcurl is FAILED_PRECONDITION naming
 /// the consumer, and nothing starts.
-async fn breaking_release_is_refused(suite: &ComposeSuite, grpcurl: &Grpcurl, figures: &mut Figures) {
+async fn breaking_release_is_refused(
+    suite: &ComposeSuite,
+    grpcurl: &Grpcurl,
+    figures: &mut Figures,
+) {
     let refused = grpcurl.call(
         "flotilla.rollout.v1.Orchestrator/StartRollout",
         &serde_json::json!({
@@ -245,14 +251,20 @@ async fn breaking_release_is_refused(suite: &ComposeSuite, grpcurl: &Grpcurl, fi
         }),
     );
     assert!(!refused.success, "{refused:?}");
-    assert_eq!(refused.code().as_deref(), Some("FailedPrecondition"), "{refused:?}");
+    assert_eq!(
+        refused.code().as_deref(),
+        Some("FailedPrecondition"),
+        "{refused:?}"
+    );
     assert!(
         refused.stderr.contains("frontend@0.9.0"),
         "the refusal names the consumer: {}",
         refused.stderr
     );
     assert!(suite.running("2.0.0").unwrap().is_empty());
-    figures.add("breaking 2.0.0 refused (FAILED_PRECONDITION naming frontend@0.9.0), 0 containers started");
+    figures.add(
+        "breaking 2.0.0 refused (FAILED_PRECONDITION naming frontend@0.9.0), 0 containers started",
+    );
 }
 
 /// 1.2.0 fails 30% of its calls: the analysis aborts the canary at its first step and traffic
@@ -333,7 +345,10 @@ async fn killed_instance_aborts_the_rollout(suite: &ComposeSuite, figures: &mut 
 
 /// Registry replica A is killed: the greeters keep their leases through B, the frontend keeps
 /// calling, grpcurl reads from B, and a rollout (the orchestrator now on B) goes through.
-async fn killed_registry_replica_leaves_the_other_serving(suite: &ComposeSuite, figures: &mut Figures) {
+async fn killed_registry_replica_leaves_the_other_serving(
+    suite: &ComposeSuite,
+    figures: &mut Figures,
+) {
     let load = Load::start(frontend(), LOAD_CONCURRENCY);
     tokio::time::sleep(Duration::from_secs(1)).await;
     suite.kill("registry-a").unwrap();
@@ -349,7 +364,11 @@ async fn killed_registry_replica_leaves_the_other_serving(suite: &ComposeSuite, 
         .unwrap()
         .into_inner()
         .instances;
-    assert_eq!(live.len(), 2, "both greeters kept their leases through B: {live:?}");
+    assert_eq!(
+        live.len(),
+        2,
+        "both greeters kept their leases through B: {live:?}"
+    );
     let resolved = Grpcurl::find("127.0.0.1:50052").unwrap().call(
         "flotilla.registry.v1.Registry/Resolve",
         &serde_json::json!({"service": "greeter", "requirement": "~1.1.0"}),
@@ -416,7 +435,10 @@ async fn restarted_orchestrator_resumes_its_rollout(suite: &ComposeSuite, figure
         restart_took.as_secs_f64(),
         answers.len()
     ));
-    assert_eq!(started_instances, 2, "no instance started twice: {events:?}");
+    assert_eq!(
+        started_instances, 2,
+        "no instance started twice: {events:?}"
+    );
     assert_eq!(suite.running("1.1.2").unwrap().len(), 2);
     assert!(suite.running("1.1.1").unwrap().is_empty());
     assert_eq!(failed, 0, "{:?}", tally(&answers));

@@ -6,9 +6,11 @@
 //! time, the first of the list to begin with. When a call to it fails in the transport (refused,
 //! reset, no connection within the connect timeout, no answer within the request timeout) or is
 //! answered UNAVAILABLE before any message (a draining or storeless replica), the next call goes
-//! to the next replica. The failed call is not replayed here (its body has been consumed), so it
-//! reaches the caller as UNAVAILABLE; every caller of the registry already retries UNAVAILABLE on
-//! its own schedule (lease heartbeats, endpoint watches, the orchestrator's controller tick).
+//! to the next replica. A call that no connection took (refused, unresolvable, no connection
+//! within the connect timeout) is sent on to the next replica at once, since no replica saw it;
+//! one that a replica may have seen is not replayed (a write could apply twice) and reaches the
+//! caller as UNAVAILABLE, which every caller of the registry retries on its own schedule (lease
+//! heartbeats, endpoint watches, the orchestrator's controller tick).
 //!
 //! tonic's `Channel::balance_list` is not used: it keeps picking an endpoint that refuses
 //! connections, so a dead replica fails a share of calls for as long as it is down.
@@ -23,17 +25,20 @@ use std::{
     task::{Context, Poll},
 };
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
 use tonic::{
     body::Body,
     transport::{Channel, Endpoint},
 };
 use tower::Service;
 
+use crate::BoxError;
+
 /// The `grpc-status` of a trailers-only UNAVAILABLE answer.
 const UNAVAILABLE: &str = "14";
 
-type CallFuture =
-    Pin<Box<dyn Future<Output = Result<http::Response<Body>, tonic::transport::Error>> + Send>>;
+type CallFuture = Pin<Box<dyn Future<Output = Result<http::Response<Body>, BoxError>> + Send>>;
 
 /// A registry URL list that does not parse.
 #[derive(Debug, thiserror::Error)]
@@ -162,7 +167,7 @@ pub(crate) fn split_urls(urls: &str) -> impl Iterator<Item = &str> {
 
 impl Service<http::Request<Body>> for RegistryChannel {
     type Response = http::Response<Body>;
-    type Error = tonic::transport::Error;
+    type Error = BoxError;
     type Future = CallFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -173,33 +178,74 @@ impl Service<http::Request<Body>> for RegistryChannel {
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let shared = Arc::clone(&self.shared);
         Box::pin(async move {
-            let index = shared.current.load(Ordering::Acquire);
-            let mut channel = shared.replicas[index].channel.clone();
-            let answer = async {
-                std::future::poll_fn(|cx| channel.poll_ready(cx)).await?;
-                channel.call(request).await
-            }
-            .await;
-            match &answer {
-                Err(error) => shared.fail_over(index, &with_sources(error)),
-                Ok(response)
-                    if response
-                        .headers()
-                        .get("grpc-status")
-                        .is_some_and(|status| status == UNAVAILABLE) =>
-                {
-                    let reason = response
-                        .headers()
-                        .get("grpc-message")
-                        .and_then(|m| m.to_str().ok())
-                        .unwrap_or("UNAVAILABLE");
-                    shared.fail_over(index, &reason);
+            // Buffered, so that a call no replica connection took can go to the next replica.
+            // Every registry method takes a single request message (none streams from the
+            // client), so the body is one small frame.
+            let (parts, body) = request.into_parts();
+            let bytes = body.collect().await?.to_bytes();
+            let mut attempts = 0;
+            loop {
+                let index = shared.current.load(Ordering::Acquire);
+                let mut channel = shared.replicas[index].channel.clone();
+                let request = rebuild(&parts, bytes.clone());
+                let answer = async {
+                    std::future::poll_fn(|cx| channel.poll_ready(cx)).await?;
+                    channel.call(request).await
                 }
-                Ok(_) => {}
+                .await;
+                attempts += 1;
+                match answer {
+                    Err(error) => {
+                        shared.fail_over(index, &with_sources(&error));
+                        // No connection took the call, so no replica saw it: the next may.
+                        if never_sent(&error) && attempts < shared.replicas.len() {
+                            continue;
+                        }
+                        return Err(error.into());
+                    }
+                    Ok(response) => {
+                        if response
+                            .headers()
+                            .get("grpc-status")
+                            .is_some_and(|status| status == UNAVAILABLE)
+                        {
+                            // The replica saw the call: it is the caller's to retry, not ours.
+                            let reason = response
+                                .headers()
+                                .get("grpc-message")
+                                .and_then(|m| m.to_str().ok())
+                                .unwrap_or("UNAVAILABLE");
+                            shared.fail_over(index, &reason);
+                        }
+                        return Ok(response);
+                    }
+                }
             }
-            answer
         })
     }
+}
+
+/// A copy of a buffered request.
+fn rebuild(parts: &http::request::Parts, body: Bytes) -> http::Request<Body> {
+    let mut request = http::Request::new(Body::new(Full::new(body)));
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = parts.uri.clone();
+    *request.version_mut() = parts.version;
+    *request.headers_mut() = parts.headers.clone();
+    request
+}
+
+/// Whether the call failed before any connection took it (refused, unresolvable, timed out
+/// connecting): tonic marks those errors with [`tonic::ConnectError`].
+fn never_sent(error: &tonic::transport::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = source {
+        if cause.is::<tonic::ConnectError>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 #[cfg(test)]

@@ -15,18 +15,17 @@
 use std::{collections::HashMap, time::Duration};
 
 use async_trait::async_trait;
-use futures::StreamExt;
 use bollard::{
     Docker,
     errors::Error as DockerError,
     models::{ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings, NetworkingConfig},
     query_parameters::{
         CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
-        RemoveContainerOptionsBuilder,
-        StopContainerOptionsBuilder,
+        RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
     },
 };
 use flotilla_model::{Artifact, RolloutId, ServiceName, Version};
+use futures::StreamExt;
 
 use super::{InstanceSpec, Platform, PlatformError, PlatformInstance};
 
@@ -342,7 +341,11 @@ impl Platform for DockerPlatform {
     }
 
     async fn exit_report(&self, handle: &str) -> Option<String> {
-        self.exits.lock().expect("not poisoned").get(handle).cloned()
+        self.exits
+            .lock()
+            .expect("not poisoned")
+            .get(handle)
+            .cloned()
     }
 
     async fn list(&self, service: &ServiceName) -> Result<Vec<PlatformInstance>, PlatformError> {
