@@ -90,7 +90,7 @@ async fn until_ended(id: &str, timeout: Duration) -> anyhow::Result<pb::Rollout>
                 }
                 last = Some(rollout);
             }
-            Err(status) if status.code() == Code::Unavailable => {}
+            Err(status) if restarting(&status) => {}
             Err(status) => bail!("GetRollout {id}: {status}"),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -99,6 +99,13 @@ async fn until_ended(id: &str, timeout: Duration) -> anyhow::Result<pb::Rollout>
         "rollout {id} did not end within {timeout:?}; last seen: {:?}",
         last.map(|r| (state(&r), r.step_index, r.status_message))
     )
+}
+
+/// Whether a failed call is what a restarting server gives: UNAVAILABLE, or a connection broken
+/// under the call (which tonic reports as UNKNOWN with the transport error beneath).
+fn restarting(status: &tonic::Status) -> bool {
+    status.code() == Code::Unavailable
+        || (status.code() == Code::Unknown && std::error::Error::source(status).is_some())
 }
 
 /// Waits until the rollout is at plan step `step` with a running container of `version`.

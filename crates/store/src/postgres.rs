@@ -34,6 +34,7 @@ use crate::{
     records::{self, PublishPlan, detail},
 };
 
+mod outage;
 mod rollouts;
 
 mod embedded {
@@ -70,6 +71,10 @@ pub struct PostgresConfig {
     pub connect_timeout: Duration,
     /// What the connections call themselves in `pg_stat_activity`, unless the URL says.
     pub application_name: String,
+    /// After failing to reach the database, give the leases that were live before a fresh term
+    /// once it is reached again (see `postgres/outage.rs`). The registry's store does; the
+    /// orchestrator's, which renews no instance, does not.
+    pub renew_leases_after_outage: bool,
 }
 
 impl PostgresConfig {
@@ -80,7 +85,20 @@ impl PostgresConfig {
             pool_size: 16,
             connect_timeout: Duration::from_secs(5),
             application_name: "flotilla".to_owned(),
+            renew_leases_after_outage: false,
         }
+    }
+
+    /// Whether leases live before an outage of the database get a fresh term after it.
+    pub fn renew_leases_after_outage(mut self, renew: bool) -> Self {
+        self.renew_leases_after_outage = renew;
+        self
+    }
+
+    /// How long to wait for a connection before the store reports itself unavailable.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
     }
 
     /// Names the connections (the registry's and the orchestrator's are told apart this way).
@@ -97,6 +115,7 @@ impl fmt::Debug for PostgresConfig {
             .field("pool_size", &self.pool_size)
             .field("connect_timeout", &self.connect_timeout)
             .field("application_name", &self.application_name)
+            .field("renew_leases_after_outage", &self.renew_leases_after_outage)
             .finish()
     }
 }
@@ -207,6 +226,8 @@ pub struct PostgresStore {
     shown_url: Arc<str>,
     pool: Pool,
     announcements: Announcements,
+    /// Outages of the database this store saw; `None` unless leases are renewed after them.
+    outages: Option<Arc<outage::Outages>>,
     /// Dropped with the last clone, which tells the LISTEN task to stop.
     _stop_listening: Arc<oneshot::Sender<()>>,
 }
@@ -282,22 +303,48 @@ impl PostgresStore {
         let listen_config = listener_config(&pg);
         let session = Listening::open(&listen_config, &announcements).await?;
         let (stop, stopped) = oneshot::channel();
+        let outages = config
+            .renew_leases_after_outage
+            .then(|| Arc::new(outage::Outages::default()));
         tokio::spawn(listen(
             listen_config,
             session,
             announcements.clone(),
+            outages.clone(),
             stopped,
         ));
         Ok(Self {
             shown_url: redact_password(&config.url).into(),
             pool,
             announcements,
+            outages,
             _stop_listening: Arc::new(stop),
         })
     }
 
     async fn client(&self) -> Result<Object, StoreError> {
-        Ok(self.pool.get().await?)
+        let Some(outages) = &self.outages else {
+            return Ok(self.pool.get().await?);
+        };
+        let client = match self.pool.get().await {
+            Ok(client) => client,
+            Err(e) => {
+                outages.unreachable();
+                return Err(e.into());
+            }
+        };
+        let pending = outages.pending();
+        if let Some(since) = pending {
+            // Before anything is served: a read now would find the leases lapsed.
+            let renewed = outage::renew_leases_live_at(&client, since, Timestamp::now()).await?;
+            tracing::warn!(
+                renewed,
+                unreachable_for_ms = Timestamp::now().millis() - since,
+                "the database is reachable again; leases live before the outage renewed"
+            );
+        }
+        outages.reached(pending);
+        Ok(client)
     }
 }
 
@@ -472,6 +519,7 @@ async fn listen(
     pg: tokio_postgres::Config,
     mut session: Listening,
     announcements: Announcements,
+    outages: Option<Arc<outage::Outages>>,
     mut stop: oneshot::Receiver<()>,
 ) {
     loop {
@@ -480,6 +528,11 @@ async fn listen(
             _ = &mut stop => return,
             lost = session.run(&announcements) => {
                 tracing::warn!(error = %lost, "lost the postgres LISTEN connection; reconnecting");
+                // The first sign of an outage, often: pooled connections that were idle only
+                // find out at their next query.
+                if let Some(outages) = &outages {
+                    outages.unreachable();
+                }
             }
         }
         session = tokio::select! {

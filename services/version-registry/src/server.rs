@@ -39,8 +39,12 @@ pub enum ServeError {
 pub async fn open_store(config: &Config) -> Result<Arc<dyn RegistryStore>, StoreError> {
     match &config.database_url {
         Some(url) => Ok(Arc::new(
-            PostgresStore::connect(PostgresConfig::new(url).application_name("flotilla-registry"))
-                .await?,
+            PostgresStore::connect(
+                PostgresConfig::new(url)
+                    .application_name("flotilla-registry")
+                    .renew_leases_after_outage(true),
+            )
+            .await?,
         )),
         None if config.data_file.as_os_str() == ":memory:" => {
             Ok(Arc::new(SqliteStore::open_in_memory().await?))

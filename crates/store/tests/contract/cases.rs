@@ -51,7 +51,7 @@ fn new_version(service: &str, version: &str, fields: u32) -> NewVersion {
     }
 }
 
-fn new_instance(service: &str, version: &str, port: u16, ttl_ms: u32) -> NewInstance {
+pub fn new_instance(service: &str, version: &str, port: u16, ttl_ms: u32) -> NewInstance {
     NewInstance {
         service: name(service),
         version: v(version),

@@ -303,6 +303,127 @@ async fn postgres_stores_starting_together_migrate_once() {
     database.drop_database().await.unwrap();
 }
 
+/// Makes the test database refuse connections and ends those it has (or lets it accept them
+/// again): to the stores on it, an outage of the database.
+async fn set_outage(db_url: &str, out: bool) {
+    let admin_url = flotilla_store::testing::admin_url().expect("the admin URL is set");
+    let admin = sql_client(&admin_url).await;
+    let database = db_url.rsplit('/').next().expect("a database in the URL");
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{database}\" WITH ALLOW_CONNECTIONS {}",
+            !out
+        ))
+        .await
+        .unwrap();
+    if out {
+        admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                &[&database],
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// Leases that were live when the database went away are not lost with it: the registry's
+/// store renews them once it reaches the database again, before it serves anything. A store
+/// without the setting finds them lapsed, and a lease that ran out before the outage stays out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_leases_live_before_an_outage_are_renewed_after_it() {
+    let Some(db) = support::postgres().await else {
+        return;
+    };
+    let forgiving = PostgresStore::connect(
+        PostgresConfig::new(&db.url)
+            .renew_leases_after_outage(true)
+            .connect_timeout(Duration::from_secs(1)),
+    )
+    .await
+    .unwrap();
+    let strict = PostgresStore::connect(
+        PostgresConfig::new(&db.url).connect_timeout(Duration::from_secs(1)),
+    )
+    .await
+    .unwrap();
+    cases::seed_greeter(&forgiving).await;
+    let greeter = ServiceName::parse("name", "greeter").unwrap();
+    let registered_at = |now: Timestamp| Mutation {
+        actor: "tester".into(),
+        now,
+    };
+    let now = Timestamp::now();
+    let live = forgiving
+        .register_instance(
+            cases::new_instance("greeter", "1.0.0", 7001, 1_000),
+            &registered_at(now),
+        )
+        .await
+        .unwrap();
+    // Ran out three seconds ago: not the outage's doing.
+    forgiving
+        .register_instance(
+            cases::new_instance("greeter", "1.0.0", 7002, 1_000),
+            &registered_at(Timestamp(now.0 - 4_000)),
+        )
+        .await
+        .unwrap();
+
+    set_outage(&db.url, true).await;
+    for store in [&forgiving, &strict] {
+        let error = store
+            .list_instances(&greeter, None, Timestamp::now())
+            .await
+            .expect_err("the database is out");
+        assert!(
+            matches!(error, flotilla_store::StoreError::Unavailable(_)),
+            "{error}"
+        );
+    }
+    // Longer than the lease: no heartbeat could have renewed it.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    set_outage(&db.url, false).await;
+
+    let after = Timestamp::now();
+    assert!(
+        strict
+            .list_instances(&greeter, None, after)
+            .await
+            .unwrap()
+            .is_empty(),
+        "without renewal the lease has lapsed"
+    );
+    let listed = forgiving
+        .list_instances(&greeter, None, after)
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.iter().map(|i| &i.id).collect::<Vec<_>>(),
+        [&live.id],
+        "the lease live before the outage was renewed, the one that had lapsed was not"
+    );
+    assert!(
+        listed[0].expires.0 >= after.0 + 900,
+        "{:?}",
+        listed[0].expires
+    );
+    // The instance's next heartbeat renews it as usual, and the reaper has nothing to do.
+    forgiving
+        .heartbeat(&live.id, None, Timestamp::now())
+        .await
+        .unwrap();
+    let reaped = forgiving.expire_instances(Timestamp::now()).await.unwrap();
+    assert_eq!(
+        reaped.len(),
+        1,
+        "only the lease that lapsed before: {reaped:?}"
+    );
+    assert_ne!(reaped[0].id, live.id);
+    drop((forgiving, strict));
+    db.drop_database().await;
+}
+
 async fn connect(url: &str) -> PostgresStore {
     PostgresStore::connect(PostgresConfig::new(url))
         .await
