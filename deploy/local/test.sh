@@ -110,3 +110,9 @@ cargo build --workspace --all-targets --locked
 
 log "testing"
 cargo nextest run --workspace --locked --no-fail-fast
+
+# The whole suite in docker compose, alone on the machine (see .config/nextest.toml): builds
+# the release binaries and the images, brings compose up, runs its scenes, takes it all down.
+# --no-capture prints its figures (image build, bring-up, canary, failed calls per fault).
+log "testing the suite in docker compose"
+cargo nextest run --workspace --locked --profile e2e --no-capture

@@ -275,13 +275,15 @@ async fn breaking_release_is_refused(
 }
 
 /// 1.2.0 fails 30% of its calls: the analysis aborts the canary at its first step and traffic
-/// goes back to 1.1.0.
+/// goes back to 1.1.0. The first step is 10%: through the compose network the load makes about
+/// 150 calls a second, so each one-second interval sees some 15 calls of the canary, well above
+/// the analysis's minimum of 5 (fewer would be inconclusive and pause the rollout instead).
 async fn faulty_release_aborts_itself(suite: &ComposeSuite, figures: &mut Figures) {
     let load = Load::start(frontend(), LOAD_CONCURRENCY);
     let mut request = rollout_request(
         "1.2.0",
         canary(&[
-            Step::SetWeight(5),
+            Step::SetWeight(10),
             Step::Analysis(pb::AnalysisStep { intervals: 5 }),
             Step::SetWeight(100),
         ]),
@@ -302,13 +304,14 @@ async fn faulty_release_aborts_itself(suite: &ComposeSuite, figures: &mut Figure
     assert_eq!(halt.gate, pb::Gate::Analysis as i32, "{halt:?}");
     let failed = failed(&answers);
     figures.add(format_args!(
-        "faulty 1.2.0 (30% errors) at 5%: aborted by the ANALYSIS gate ({}); {failed} of {} calls failed",
+        "faulty 1.2.0 (30% errors) at 10%: aborted by the ANALYSIS gate ({}); {failed} of {} calls failed",
         halt.message,
         answers.len()
     ));
-    // At 5% of the traffic with 30% errors, at most 1.5% of calls can fail.
+    // At 10% of the traffic with 30% errors, at most 3% of the calls can fail while the canary
+    // has traffic; over the scene's whole load, fewer.
     assert!(
-        failed * 100 <= answers.len() * 2,
+        failed * 100 <= answers.len() * 3,
         "{failed} of {} calls failed",
         answers.len()
     );
@@ -571,7 +574,7 @@ async fn stopped_postgres_loses_no_acknowledged_write(suite: &ComposeSuite, figu
         .map(|w| w.at - started_at);
     let last_before = writes
         .iter()
-        .rfind(|w| w.at < stopped_at + Duration::from_secs(10) && w.code == Code::Ok)
+        .rfind(|w| w.at <= stopped_at && w.code == Code::Ok)
         .map(|w| w.version.clone());
 
     let stored: Vec<String> = through_a
@@ -621,6 +624,9 @@ async fn stopped_postgres_loses_no_acknowledged_write(suite: &ComposeSuite, figu
     );
     assert!(first_after.is_some(), "writes were acknowledged again");
     assert_eq!(revisions_before, revisions_after);
+    // The registry renews the leases the outage kept it from renewing, so no greeter left the
+    // frontend's endpoint set and no call through it failed.
+    assert_eq!(failed, 0, "{:?}", tally(&answers));
     // The fleet is whole again: the orchestrator healthy and the frontend answering.
     suite
         .wait_healthy("orchestrator", Duration::from_secs(60))
