@@ -677,6 +677,14 @@ async fn an_instance_that_exits_fails_the_health_gate_and_is_not_started_again()
     );
     let halt = ended.halt.unwrap();
     assert_eq!(halt.gate, pb::Gate::Health as i32, "{}", halt.message);
+    // Seen as an exit (rather than first as a broken health watch), the halt says how it ended.
+    if halt.message.contains("exited on its own") {
+        assert!(
+            halt.message.contains("exit code") && halt.message.contains("its last log lines"),
+            "{}",
+            halt.message
+        );
+    }
     let started = events
         .iter()
         .filter(|e| e.kind == "INSTANCE_STARTED")

@@ -37,8 +37,6 @@ pub const LABEL_ROLLOUT: &str = "io.flotilla.rollout";
 /// another instance port still reports where the container really listens.
 pub const LABEL_ADDRESS: &str = "io.flotilla.address";
 
-/// How many log lines of an exited instance its exit report keeps.
-const EXIT_LOG_LINES: usize = 5;
 /// How many exit reports are kept at most.
 const MAX_EXIT_REPORTS: usize = 256;
 
@@ -143,7 +141,7 @@ impl DockerPlatform {
     /// How an exited container ended: its exit code (and whether the kernel killed it for
     /// memory) and its last log lines.
     async fn read_exit(&self, id: &str) -> String {
-        let mut report = match self.docker.inspect_container(id, None).await {
+        let status = match self.docker.inspect_container(id, None).await {
             Ok(inspected) => {
                 let state = inspected.state.unwrap_or_default();
                 let mut text = format!("exit code {}", state.exit_code.unwrap_or(-1));
@@ -157,29 +155,16 @@ impl DockerPlatform {
         let options = LogsOptionsBuilder::new()
             .stdout(true)
             .stderr(true)
-            .tail(&EXIT_LOG_LINES.to_string())
+            .tail(&super::EXIT_LOG_LINES.to_string())
             .build();
-        let lines: Vec<String> = self
+        let log: String = self
             .docker
             .logs(id, Some(options))
             .filter_map(|chunk| async move { chunk.ok() })
-            .map(|chunk| strip_ansi(&String::from_utf8_lossy(&chunk.into_bytes())))
+            .map(|chunk| String::from_utf8_lossy(&chunk.into_bytes()).into_owned())
             .collect()
             .await;
-        let lines: Vec<&str> = lines
-            .iter()
-            .flat_map(|chunk| chunk.lines())
-            .map(str::trim)
-            .filter(|line| !line.is_empty())
-            .collect();
-        match lines.is_empty() {
-            true => report.push_str("; it logged nothing"),
-            false => {
-                report.push_str("; its last log lines: ");
-                report.push_str(&lines.join(" | "));
-            }
-        }
-        report
+        super::exit_report(&status, &log)
     }
 
     /// Removes a container, whatever its state; one already gone (or going) is fine.
@@ -447,27 +432,6 @@ fn container_name(service: &ServiceName, version: &Version) -> String {
         .collect();
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
     format!("flotilla-{}-{suffix}", middle.trim_end_matches('-'))
-}
-
-/// Text without ANSI escape sequences (colored log lines).
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // CSI: ESC '[' parameters, ended by a byte in '@'..='~'.
-            if chars.next() == Some('[') {
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            }
-            continue;
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[cfg(test)]

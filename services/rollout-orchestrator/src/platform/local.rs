@@ -27,6 +27,9 @@ use super::{InstanceSpec, Platform, PlatformError, PlatformInstance};
 
 /// How long a stopped instance may drain before it is killed.
 const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
+/// How many exit reports are kept at most.
+const MAX_EXIT_REPORTS: usize = 256;
+
 /// How often a process we did not start (found after a restart) is checked for exit.
 const EXIT_POLL: Duration = Duration::from_millis(25);
 
@@ -44,6 +47,8 @@ struct Inner {
     stop_grace: Duration,
     /// Exit flags of the processes this orchestrator spawned (and so must reap).
     children: Mutex<HashMap<u32, watch::Receiver<bool>>>,
+    /// How the processes this orchestrator spawned ended, by pid, for [`Platform::exit_report`].
+    exits: Mutex<HashMap<u32, String>>,
 }
 
 /// What the driver remembers about an instance, on disk.
@@ -69,6 +74,7 @@ impl LocalProcessPlatform {
                 registry: registry.to_owned(),
                 stop_grace: DEFAULT_STOP_GRACE,
                 children: Mutex::new(HashMap::new()),
+                exits: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -233,9 +239,18 @@ impl Platform for LocalProcessPlatform {
             children.insert(pid, exited_rx);
         }
         let inner = self.inner.clone();
+        let log_of_exit = log_path.clone();
         tokio::spawn(async move {
             let status = child.wait().await;
             tracing::info!(pid, ?status, "instance process exited");
+            let report = super::exit_report(&describe_exit(&status), &log_tail(&log_of_exit).await);
+            if let Ok(mut exits) = inner.exits.lock() {
+                // A bounded memory: reports are read within a controller tick or two.
+                if exits.len() >= MAX_EXIT_REPORTS {
+                    exits.clear();
+                }
+                exits.insert(pid, report);
+            }
             let _ = exited_tx.send(true);
             if let Ok(mut children) = inner.children.lock() {
                 children.remove(&pid);
@@ -284,6 +299,11 @@ impl Platform for LocalProcessPlatform {
         Ok(())
     }
 
+    async fn exit_report(&self, handle: &str) -> Option<String> {
+        let pid: u32 = handle.parse().ok()?;
+        self.inner.exits.lock().ok()?.get(&pid).cloned()
+    }
+
     async fn list(&self, service: &ServiceName) -> Result<Vec<PlatformInstance>, PlatformError> {
         let dir = self.records_dir(service);
         let mut entries = match tokio::fs::read_dir(&dir).await {
@@ -322,6 +342,39 @@ impl Record {
             rollout: self.rollout,
         }
     }
+}
+
+/// "exit code 3", "killed by signal 9".
+fn describe_exit(status: &std::io::Result<std::process::ExitStatus>) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Ok(status) => match (status.code(), status.signal()) {
+            (Some(code), _) => format!("exit code {code}"),
+            (None, Some(signal)) => format!("killed by signal {signal}"),
+            (None, None) => status.to_string(),
+        },
+        Err(e) => format!("exit status unreadable ({e})"),
+    }
+}
+
+/// The end of a log file (its last 8 KiB), for an exit report.
+async fn log_tail(path: &Path) -> String {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    const TAIL_BYTES: u64 = 8 * 1024;
+    let Ok(mut file) = tokio::fs::File::open(path).await else {
+        return String::new();
+    };
+    let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    if file
+        .seek(std::io::SeekFrom::Start(len.saturating_sub(TAIL_BYTES)))
+        .await
+        .is_err()
+    {
+        return String::new();
+    }
+    let mut bytes = Vec::new();
+    let _ = file.read_to_end(&mut bytes).await;
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 fn records_error(path: &Path, error: std::io::Error) -> PlatformError {
@@ -481,16 +534,35 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_exited_process_leaves_the_list() {
+    async fn an_exited_process_leaves_the_list_and_reports_how_it_ended() {
         let dir = tempfile::tempdir().unwrap();
         let platform = platform(dir.path());
-        platform.start(&spec(&["true"])).await.unwrap();
+        let started = platform
+            .start(&spec(&[
+                "sh",
+                "-c",
+                "echo 'bind {listen}: address in use' >&2; exit 3",
+            ]))
+            .await
+            .unwrap();
         let service = ServiceName::parse("service", "sleeper").unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while !platform.list(&service).await.unwrap().is_empty() {
             assert!(tokio::time::Instant::now() < deadline, "still listed");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let report = loop {
+            if let Some(report) = platform.exit_report(&started.handle).await {
+                break report;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no exit report");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(
+            report.starts_with("exit code 3; its last log lines: bind 127.0.0.1:"),
+            "{report}"
+        );
+        assert!(report.ends_with(": address in use"), "{report}");
     }
 
     #[tokio::test]

@@ -15,6 +15,46 @@ use flotilla_model::{Artifact, RolloutId, ServiceName, Version};
 pub use docker::{DockerConfig, DockerConnectError, DockerPlatform};
 pub use local::LocalProcessPlatform;
 
+/// How many log lines of an exited instance its exit report keeps.
+const EXIT_LOG_LINES: usize = 5;
+
+/// An exit report: how an instance ended (`status`, e.g. "exit code 3") and the last
+/// [`EXIT_LOG_LINES`] non-empty lines of its log, colours removed, on one line.
+fn exit_report(status: &str, log: &str) -> String {
+    let clean = strip_ansi(log);
+    let lines: Vec<&str> = clean
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    let last = &lines[lines.len().saturating_sub(EXIT_LOG_LINES)..];
+    match last.is_empty() {
+        true => format!("{status}; it logged nothing"),
+        false => format!("{status}; its last log lines: {}", last.join(" | ")),
+    }
+}
+
+/// Text without ANSI escape sequences (coloured log lines).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC '[' parameters, ended by a byte in '@'..='~'.
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// What to start.
 #[derive(Debug, Clone)]
 pub struct InstanceSpec {
@@ -87,5 +127,23 @@ pub trait Platform: Send + Sync + std::fmt::Debug {
     /// status, last log lines), for the halt that reports it. `None` when it cannot tell.
     async fn exit_report(&self, _handle: &str) -> Option<String> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exit_report_keeps_the_last_lines_without_colours() {
+        let log = "one\n\n\u{1b}[2mtwo\u{1b}[0m\nthree\nfour\nfive\n  six  \n";
+        assert_eq!(
+            exit_report("exit code 3", log),
+            "exit code 3; its last log lines: two | three | four | five | six"
+        );
+        assert_eq!(
+            exit_report("exit code 0", " \n"),
+            "exit code 0; it logged nothing"
+        );
     }
 }
