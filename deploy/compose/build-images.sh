@@ -56,4 +56,6 @@ for binary in version-registry rollout-orchestrator demo-greeter demo-frontend f
   strip --strip-debug "$context/bin/$binary"
 done
 docker build --quiet -t flotilla/suite:dev -f deploy/compose/Dockerfile.local "$context" >/dev/null
+# Each rebuild leaves the previous suite image untagged; drop those (never one a container uses).
+docker image prune --force --filter label=io.flotilla.image=suite >/dev/null
 docker images --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep '^flotilla/'
