@@ -102,10 +102,10 @@ async fn until_ended(id: &str, timeout: Duration) -> anyhow::Result<pb::Rollout>
 }
 
 /// Whether a failed call is what a restarting server gives: UNAVAILABLE, or a connection broken
-/// under the call (which tonic reports as UNKNOWN with the transport error beneath).
+/// under the call, which tonic reports with the transport error beneath and a code that depends
+/// on the moment (UNKNOWN for a broken pipe, CANCELLED for a closed connection).
 fn restarting(status: &tonic::Status) -> bool {
-    status.code() == Code::Unavailable
-        || (status.code() == Code::Unknown && std::error::Error::source(status).is_some())
+    status.code() == Code::Unavailable || std::error::Error::source(status).is_some()
 }
 
 /// Waits until the rollout is at plan step `step` with a running container of `version`.
