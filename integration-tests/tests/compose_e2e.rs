@@ -526,8 +526,10 @@ async fn stopped_postgres_loses_no_acknowledged_write(suite: &ComposeSuite, figu
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = tokio::spawn(write_ledger(REGISTRY_B, stop.clone()));
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let stopping = Instant::now();
     suite.stop("postgres").unwrap();
     let stopped_at = Instant::now();
+    let stop_took = stopped_at - stopping;
     tokio::time::sleep(Duration::from_secs(10)).await;
     suite.start("postgres").unwrap();
     let started_at = Instant::now();
@@ -604,7 +606,8 @@ async fn stopped_postgres_loses_no_acknowledged_write(suite: &ComposeSuite, figu
         .len();
     let failed = failed(&answers);
     figures.add(format_args!(
-        "PostgreSQL stopped 10 s: {} writes acknowledged (last before the outage {:?}), {} refused with {:?}, first acknowledged {:.1} s after PostgreSQL was started again; {} acknowledged versions lost; greeter revisions {revisions_before} before, {revisions_after} after; frontend: {failed} of {} calls failed",
+        "PostgreSQL stopped (docker stop {:.1} s) for 10 s: {} writes acknowledged (last before the outage {:?}), {} refused with {:?}, first acknowledged {:.1} s after PostgreSQL was started again; {} acknowledged versions lost; greeter revisions {revisions_before} before, {revisions_after} after; frontend: {failed} of {} calls failed",
+        stop_took.as_secs_f64(),
         acknowledged.len(),
         last_before,
         refused.len(),
