@@ -115,4 +115,4 @@ cargo nextest run --workspace --locked --no-fail-fast
 # the release binaries and the images, brings compose up, runs its scenes, takes it all down.
 # --no-capture prints its figures (image build, bring-up, canary, failed calls per fault).
 log "testing the suite in docker compose"
-cargo nextest run --workspace --locked --profile e2e --no-capture
+cargo nextest run --workspace --locked --profile e2e --run-ignored only --no-capture

@@ -9,7 +9,8 @@
 //! mid-rollout (it resumes), and PostgreSQL stopped for 10 s (UNAVAILABLE, then recovery, no
 //! acknowledged write lost). The figures are printed at the end (`--no-capture` shows them).
 //!
-//! It runs alone, after the rest (`cargo nextest run --profile e2e`; see .config/nextest.toml).
+//! It runs alone, after the rest: ignored by default (plain `cargo test` too), it is run by
+//! `cargo nextest run --profile e2e --run-ignored only` (see .config/nextest.toml).
 
 use std::{
     fmt::Write as _,
@@ -69,9 +70,22 @@ fn pause(duration: Duration) -> Step {
     })
 }
 
-/// A rollout's state by polling GetRollout, riding out an orchestrator that is restarting
-/// (UNAVAILABLE) until the rollout ends or `timeout` passes.
-async fn until_ended(id: &str, timeout: Duration) -> anyhow::Result<pb::Rollout> {
+/// Whether the orchestrator may be restarting while a rollout is followed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Restarts {
+    /// Any failed call is the test's failure.
+    None,
+    /// A call broken by the restart is tried again.
+    RideOut,
+}
+
+/// A rollout's state by polling GetRollout until the rollout ends or `timeout` passes, riding
+/// out an orchestrator that restarts when told to.
+async fn until_ended(
+    id: &str,
+    timeout: Duration,
+    restarts: Restarts,
+) -> anyhow::Result<pb::Rollout> {
     let mut client = orchestrator();
     let deadline = Instant::now() + timeout;
     let mut last = None;
@@ -90,7 +104,7 @@ async fn until_ended(id: &str, timeout: Duration) -> anyhow::Result<pb::Rollout>
                 }
                 last = Some(rollout);
             }
-            Err(status) if restarting(&status) => {}
+            Err(status) if restarts == Restarts::RideOut && restarting(&status) => {}
             Err(status) => bail!("GetRollout {id}: {status}"),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -105,7 +119,11 @@ async fn until_ended(id: &str, timeout: Duration) -> anyhow::Result<pb::Rollout>
 /// under the call, which tonic reports with the transport error beneath and a code that depends
 /// on the moment (UNKNOWN for a broken pipe, CANCELLED for a closed connection).
 fn restarting(status: &tonic::Status) -> bool {
-    status.code() == Code::Unavailable || std::error::Error::source(status).is_some()
+    match status.code() {
+        Code::Unavailable => true,
+        Code::Unknown | Code::Cancelled => std::error::Error::source(status).is_some(),
+        _ => false,
+    }
 }
 
 /// Waits until the rollout is at plan step `step` with a running container of `version`.
@@ -174,6 +192,7 @@ fn steady_canary(version: &str, hold: Duration) -> pb::StartRolloutRequest {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the machine to itself: cargo nextest run --profile e2e --run-ignored only"]
 async fn the_suite_in_compose_rolls_out_and_survives_its_faults() {
     if !compose::available() {
         eprintln!("skipped: no Docker engine or docker-compose here");
@@ -216,7 +235,9 @@ async fn canary_succeeds(suite: &ComposeSuite, figures: &mut Figures) {
     let id = start(steady_canary("1.1.0", Duration::from_secs(2)))
         .await
         .unwrap();
-    let rollout = until_ended(&id, Duration::from_secs(120)).await.unwrap();
+    let rollout = until_ended(&id, Duration::from_secs(120), Restarts::None)
+        .await
+        .unwrap();
     let took = started.elapsed();
     let answers = load.stop().await;
     assert_eq!(
@@ -292,7 +313,9 @@ async fn faulty_release_aborts_itself(suite: &ComposeSuite, figures: &mut Figure
         analysis.interval = Some(prost_duration(Duration::from_secs(1)));
     }
     let id = start(request).await.unwrap();
-    let rollout = until_ended(&id, Duration::from_secs(120)).await.unwrap();
+    let rollout = until_ended(&id, Duration::from_secs(120), Restarts::None)
+        .await
+        .unwrap();
     let answers = load.stop().await;
     assert_eq!(
         state(&rollout),
@@ -308,10 +331,11 @@ async fn faulty_release_aborts_itself(suite: &ComposeSuite, figures: &mut Figure
         halt.message,
         answers.len()
     ));
-    // At 10% of the traffic with 30% errors, at most 3% of the calls can fail while the canary
-    // has traffic; over the scene's whole load, fewer.
+    // At 10% of the traffic with 30% errors, about 3% of the calls fail while the canary has
+    // traffic, and the scene's load runs longer than that; both shares are random, so the bound
+    // leaves room: twice the expected share would mean traffic was not moved back.
     assert!(
-        failed * 100 <= answers.len() * 3,
+        failed * 100 <= answers.len() * 6,
         "{failed} of {} calls failed",
         answers.len()
     );
@@ -330,7 +354,9 @@ async fn killed_instance_aborts_the_rollout(suite: &ComposeSuite, figures: &mut 
     let victim = suite.running("1.1.1").unwrap().remove(0);
     let killed_at = Instant::now();
     compose::docker(&["kill", &victim.id]).unwrap();
-    let rollout = until_ended(&id, Duration::from_secs(60)).await.unwrap();
+    let rollout = until_ended(&id, Duration::from_secs(60), Restarts::None)
+        .await
+        .unwrap();
     let aborted_in = killed_at.elapsed();
     let answers = load.stop().await;
     assert_eq!(
@@ -389,7 +415,9 @@ async fn killed_registry_replica_leaves_the_other_serving(
     let id = start(steady_canary("1.1.1", Duration::from_secs(1)))
         .await
         .unwrap();
-    let rollout = until_ended(&id, Duration::from_secs(120)).await.unwrap();
+    let rollout = until_ended(&id, Duration::from_secs(120), Restarts::None)
+        .await
+        .unwrap();
     let took = started.elapsed();
     let answers = load.stop().await;
     assert_eq!(
@@ -423,7 +451,9 @@ async fn restarted_orchestrator_resumes_its_rollout(suite: &ComposeSuite, figure
     let restarted_at = Instant::now();
     suite.restart("orchestrator").unwrap();
     let restart_took = restarted_at.elapsed();
-    let rollout = until_ended(&id, Duration::from_secs(120)).await.unwrap();
+    let rollout = until_ended(&id, Duration::from_secs(120), Restarts::RideOut)
+        .await
+        .unwrap();
     let answers = load.stop().await;
     assert_eq!(
         state(&rollout),

@@ -17,9 +17,10 @@ use tonic::{Code, Streaming};
 use crate::{
     channel::FleetChannel,
     error::ClientError,
+    error::with_causes,
     fleet::Fleet,
     follow::{follow, subscribe},
-    registry_channel::RegistryChannel,
+    registry_channel::{RegistryChannel, split_urls},
     schema::idempotent_methods,
 };
 
@@ -131,10 +132,13 @@ impl FleetClientBuilder {
             idempotent
                 .extend(idempotent_methods(schema).map_err(ClientError::InvalidCallerSchema)?);
         }
+        // Each replica gets its share of the deadline, so a hung first one leaves time for the rest.
+        let replicas = split_urls(&self.registry_url).count().max(1);
+        let per_replica = deadline / u32::try_from(replicas).unwrap_or(u32::MAX);
         let channel = RegistryChannel::new(&self.registry_url, |endpoint| {
             endpoint
                 .tcp_nodelay(true)
-                .connect_timeout(REPLICA_CONNECT_TIMEOUT.min(deadline))
+                .connect_timeout(REPLICA_CONNECT_TIMEOUT.min(per_replica))
                 .http2_keep_alive_interval(Duration::from_secs(10))
                 .keep_alive_timeout(Duration::from_secs(5))
         })
@@ -166,11 +170,11 @@ impl FleetClientBuilder {
                 .map(Vec::from)
                 .unwrap_or_default(),
         };
-        let per_replica = deadline / u32::try_from(channel.replicas()).unwrap_or(u32::MAX);
         // One attempt per replica: an unreachable one moves the channel on to the next.
         let mut failures = Vec::new();
         let mut stream = loop {
             let within = per_replica.min(deadline.saturating_sub(started.elapsed()));
+            let index = channel.current_index();
             let tried = channel.current_url().to_owned();
             match tokio::time::timeout(within, subscribe(&mut client, &request)).await {
                 Ok(Ok(stream)) => break stream,
@@ -180,9 +184,17 @@ impl FleetClientBuilder {
                         status: Box::new(status),
                     });
                 }
-                Ok(Err(status)) => failures.push(format!("{tried}: {}", describe(&status))),
+                Ok(Err(status)) => failures.push(format!(
+                    "{tried}: {}",
+                    with_causes(status.message(), std::error::Error::source(&status))
+                )),
                 Err(_) if started.elapsed() >= deadline => return Err(no_set()),
-                Err(_) => failures.push(format!("{tried}: no answer within {within:?}")),
+                Err(_) => {
+                    // Given up on before it failed on its own: the channel must hear of it.
+                    let reason = format!("no answer within {within:?}");
+                    channel.fail_over(index, &reason);
+                    failures.push(format!("{tried}: {reason}"));
+                }
             }
             if failures.len() >= channel.replicas() || started.elapsed() >= deadline {
                 return Err(unreachable(failures.join("; ")));
@@ -249,17 +261,4 @@ fn count_serving(set: &EndpointSet) -> usize {
         .iter()
         .filter(|e| e.status() == ServingStatus::Serving)
         .count()
-}
-
-/// A status's message with the errors beneath it, since transport errors say little at the top
-/// ("transport error").
-fn describe(status: &tonic::Status) -> String {
-    let mut text = status.message().to_owned();
-    let mut source = std::error::Error::source(status);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

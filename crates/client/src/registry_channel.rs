@@ -33,7 +33,7 @@ use tonic::{
 };
 use tower::Service;
 
-use crate::BoxError;
+use crate::{BoxError, error::with_causes};
 
 /// The `grpc-status` of a trailers-only UNAVAILABLE answer.
 const UNAVAILABLE: &str = "14";
@@ -54,7 +54,9 @@ pub enum RegistryUrlError {
 }
 
 /// A cloneable channel to one of several registry replicas; any tonic-generated client takes it
-/// (`RegistryClient<RegistryChannel>`). Nothing is dialled until the first call.
+/// (`RegistryClient<RegistryChannel>`). Nothing is dialled until the first call. For unary and
+/// server-streaming methods only (all the registry has): request bodies are buffered whole so
+/// that a call can be sent again, which a client stream would never let finish.
 #[derive(Debug, Clone)]
 pub struct RegistryChannel {
     shared: Arc<Shared>,
@@ -128,6 +130,18 @@ impl RegistryChannel {
     }
 }
 
+impl RegistryChannel {
+    /// The index of the replica calls go to now, for [`Self::fail_over`].
+    pub(crate) fn current_index(&self) -> usize {
+        self.shared.current.load(Ordering::Acquire)
+    }
+
+    /// Moves calls on from replica `failed` (a caller gave up on it), unless already moved.
+    pub(crate) fn fail_over(&self, failed: usize, reason: &dyn std::fmt::Display) {
+        self.shared.fail_over(failed, reason);
+    }
+}
+
 impl Shared {
     /// Moves calls on from replica `failed` to the next one, unless another call already has.
     fn fail_over(&self, failed: usize, reason: &dyn std::fmt::Display) {
@@ -146,18 +160,6 @@ impl Shared {
             );
         }
     }
-}
-
-/// An error with its sources: a transport error's own text is only "transport error".
-fn with_sources(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The URLs of a comma-separated list, trimmed, empty entries left out.
@@ -196,12 +198,20 @@ impl Service<http::Request<Body>> for RegistryChannel {
                 attempts += 1;
                 match answer {
                     Err(error) => {
-                        shared.fail_over(index, &with_sources(&error));
+                        let reason =
+                            with_causes(&error.to_string(), std::error::Error::source(&error));
+                        shared.fail_over(index, &reason);
                         // No connection took the call, so no replica saw it: the next may.
                         if never_sent(&error) && attempts < shared.replicas.len() {
                             continue;
                         }
-                        return Err(error.into());
+                        // UNAVAILABLE, whatever broke: tonic would make a timeout CANCELLED and
+                        // a broken connection UNKNOWN, and callers of the registry retry
+                        // UNAVAILABLE only.
+                        let url = &shared.replicas[index].url;
+                        let status =
+                            tonic::Status::unavailable(format!("registry {url}: {reason}"));
+                        return Err(Box::new(status) as BoxError);
                     }
                     Ok(response) => {
                         if response
@@ -276,11 +286,12 @@ mod tests {
     async fn failing_over_moves_to_the_next_replica_once_and_wraps_around() {
         let channel = RegistryChannel::new("http://a:1,http://b:2", |e| e).unwrap();
         assert_eq!(channel.current_url(), "http://a:1");
-        channel.shared.fail_over(0, &"refused");
+        channel.fail_over(0, &"refused");
         // A second failure reported against the replica already left behind changes nothing.
-        channel.shared.fail_over(0, &"refused");
+        channel.fail_over(0, &"refused");
         assert_eq!(channel.current_url(), "http://b:2");
-        channel.shared.fail_over(1, &"refused");
+        assert_eq!(channel.current_index(), 1);
+        channel.fail_over(1, &"refused");
         assert_eq!(channel.current_url(), "http://a:1");
         assert_eq!(channel.urls(), "http://a:1,http://b:2");
     }

@@ -43,6 +43,31 @@ async fn a_call_no_replica_took_goes_on_to_the_next_and_sticks_there() {
     assert!(fleet.is_ok(), "{:?}", fleet.err());
 }
 
+/// A URL that accepts connections and never answers: a hung replica.
+async fn hung_url() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (url, holder)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_client_leaves_a_hung_replica_for_the_next_within_its_deadline() {
+    let mut registry = TestRegistry::start().await;
+    registry.create_echo_service(&["1.0.0"]).await;
+    let (hung, _holder) = hung_url().await;
+    let fleet = FleetClient::builder(format!("{hung},{}", registry.url), "echo")
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .connect()
+        .await;
+    assert!(fleet.is_ok(), "{:?}", fleet.err());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_every_replica_is_down_the_call_is_unavailable() {
     let channel = RegistryChannel::new(&format!("{},{}", dead_url(), dead_url()), |e| e).unwrap();

@@ -12,7 +12,7 @@ use std::{collections::HashMap, fmt, str::FromStr, sync::Arc, time::Duration};
 use async_trait::async_trait;
 use deadpool_postgres::{
     GenericClient, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
-    Transaction,
+    TimeoutType, Transaction,
 };
 use flotilla_model::{
     AuditAction, AuditEvent, CompatibilityPolicy, EndpointSnapshot, Instance, InstanceId,
@@ -329,17 +329,30 @@ impl PostgresStore {
         let client = match self.pool.get().await {
             Ok(client) => client,
             Err(e) => {
-                outages.unreachable();
+                // A full pool is load, not an outage; a connection that could not be made is.
+                if matches!(
+                    e,
+                    PoolError::Backend(_) | PoolError::Timeout(TimeoutType::Create)
+                ) {
+                    outages.unreachable();
+                }
                 return Err(e.into());
             }
         };
+        if outages.pending().is_none() {
+            outages.reached(None);
+            return Ok(client);
+        }
+        let _renewing = outages.renewing.lock().await;
+        // Another connection may have renewed while this one waited.
         let pending = outages.pending();
-        if let Some(since) = pending {
+        if let Some(outage) = pending {
             // Before anything is served: a read now would find the leases lapsed.
-            let renewed = outage::renew_leases_live_at(&client, since, Timestamp::now()).await?;
+            let renewed =
+                outage::renew_leases_live_at(&client, outage.since_ms, Timestamp::now()).await?;
             tracing::warn!(
                 renewed,
-                unreachable_for_ms = Timestamp::now().millis() - since,
+                unreachable_for_ms = Timestamp::now().millis() - outage.since_ms,
                 "the database is reachable again; leases live before the outage renewed"
             );
         }

@@ -37,9 +37,6 @@ pub const LABEL_ROLLOUT: &str = "io.flotilla.rollout";
 /// another instance port still reports where the container really listens.
 pub const LABEL_ADDRESS: &str = "io.flotilla.address";
 
-/// How many exit reports are kept at most.
-const MAX_EXIT_REPORTS: usize = 256;
-
 /// The engine when `DOCKER_HOST` is unset.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 /// How long a stopped container may drain after SIGTERM before the engine kills it.
@@ -77,7 +74,7 @@ pub struct DockerPlatform {
     stop_grace: Duration,
     /// Exit status and last log lines of instances that exited, kept from when `list` removed
     /// their containers (the logs go with them), for [`Platform::exit_report`].
-    exits: std::sync::Arc<std::sync::Mutex<HashMap<String, String>>>,
+    exits: std::sync::Arc<super::ExitReports>,
 }
 
 impl DockerPlatform {
@@ -326,11 +323,7 @@ impl Platform for DockerPlatform {
     }
 
     async fn exit_report(&self, handle: &str) -> Option<String> {
-        self.exits
-            .lock()
-            .expect("not poisoned")
-            .get(handle)
-            .cloned()
+        self.exits.get(handle)
     }
 
     async fn list(&self, service: &ServiceName) -> Result<Vec<PlatformInstance>, PlatformError> {
@@ -360,14 +353,7 @@ impl Platform for DockerPlatform {
                 Some(ContainerSummaryStateEnum::EXITED | ContainerSummaryStateEnum::DEAD) => {
                     let report = self.read_exit(&id).await;
                     tracing::warn!(container = %id, %report, "an instance exited");
-                    {
-                        let mut exits = self.exits.lock().expect("not poisoned");
-                        // A bounded memory: reports are read within a controller tick or two.
-                        if exits.len() >= MAX_EXIT_REPORTS {
-                            exits.clear();
-                        }
-                        exits.insert(id.clone(), report);
-                    }
+                    self.exits.insert(&id, report);
                     if let Err(e) = self.remove(&id).await {
                         tracing::warn!(container = %id, error = %e, "removing an exited instance");
                     }

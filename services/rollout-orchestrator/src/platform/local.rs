@@ -27,8 +27,9 @@ use super::{InstanceSpec, Platform, PlatformError, PlatformInstance};
 
 /// How long a stopped instance may drain before it is killed.
 const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
-/// How many exit reports are kept at most.
-const MAX_EXIT_REPORTS: usize = 256;
+
+/// How long `exit_report` waits for the reaper of a process that has just exited.
+const EXIT_REPORT_WAIT: Duration = Duration::from_secs(2);
 
 /// How often a process we did not start (found after a restart) is checked for exit.
 const EXIT_POLL: Duration = Duration::from_millis(25);
@@ -48,7 +49,7 @@ struct Inner {
     /// Exit flags of the processes this orchestrator spawned (and so must reap).
     children: Mutex<HashMap<u32, watch::Receiver<bool>>>,
     /// How the processes this orchestrator spawned ended, by pid, for [`Platform::exit_report`].
-    exits: Mutex<HashMap<u32, String>>,
+    exits: super::ExitReports,
 }
 
 /// What the driver remembers about an instance, on disk.
@@ -74,7 +75,7 @@ impl LocalProcessPlatform {
                 registry: registry.to_owned(),
                 stop_grace: DEFAULT_STOP_GRACE,
                 children: Mutex::new(HashMap::new()),
-                exits: Mutex::new(HashMap::new()),
+                exits: super::ExitReports::default(),
             }),
         }
     }
@@ -244,13 +245,7 @@ impl Platform for LocalProcessPlatform {
             let status = child.wait().await;
             tracing::info!(pid, ?status, "instance process exited");
             let report = super::exit_report(&describe_exit(&status), &log_tail(&log_of_exit).await);
-            if let Ok(mut exits) = inner.exits.lock() {
-                // A bounded memory: reports are read within a controller tick or two.
-                if exits.len() >= MAX_EXIT_REPORTS {
-                    exits.clear();
-                }
-                exits.insert(pid, report);
-            }
+            inner.exits.insert(&pid.to_string(), report);
             let _ = exited_tx.send(true);
             if let Ok(mut children) = inner.children.lock() {
                 children.remove(&pid);
@@ -301,7 +296,18 @@ impl Platform for LocalProcessPlatform {
 
     async fn exit_report(&self, handle: &str) -> Option<String> {
         let pid: u32 = handle.parse().ok()?;
-        self.inner.exits.lock().ok()?.get(&pid).cloned()
+        // `list` may see the process gone before its reaper has written the report: wait for
+        // the reaper of a process this driver started (it reports before it flags the exit).
+        let exited = self
+            .inner
+            .children
+            .lock()
+            .ok()
+            .and_then(|children| children.get(&pid).cloned());
+        if let Some(mut exited) = exited {
+            let _ = tokio::time::timeout(EXIT_REPORT_WAIT, exited.wait_for(|exited| *exited)).await;
+        }
+        self.inner.exits.get(handle)
     }
 
     async fn list(&self, service: &ServiceName) -> Result<Vec<PlatformInstance>, PlatformError> {
@@ -551,13 +557,11 @@ mod tests {
             assert!(tokio::time::Instant::now() < deadline, "still listed");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let report = loop {
-            if let Some(report) = platform.exit_report(&started.handle).await {
-                break report;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "no exit report");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        // Asked once, the moment the list no longer has it, as the controller asks.
+        let report = platform
+            .exit_report(&started.handle)
+            .await
+            .expect("a report for a process this driver started");
         assert!(
             report.starts_with("exit code 3; its last log lines: bind 127.0.0.1:"),
             "{report}"

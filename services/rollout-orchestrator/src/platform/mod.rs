@@ -55,6 +55,48 @@ fn strip_ansi(text: &str) -> String {
     out
 }
 
+/// How many exit reports a driver keeps; the oldest go first.
+const MAX_EXIT_REPORTS: usize = 256;
+
+/// The exit reports a driver keeps, by handle, for [`Platform::exit_report`]: bounded, the
+/// oldest dropped first, and the first report of an instance kept (a later reader of a container
+/// already removed would only know less).
+#[derive(Debug, Default)]
+struct ExitReports {
+    inner: std::sync::Mutex<ExitReportsInner>,
+}
+
+#[derive(Debug, Default)]
+struct ExitReportsInner {
+    by_handle: std::collections::HashMap<String, String>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl ExitReports {
+    fn insert(&self, handle: &str, report: String) {
+        let mut inner = self.inner.lock().expect("not poisoned");
+        if inner.by_handle.contains_key(handle) {
+            return;
+        }
+        if inner.order.len() >= MAX_EXIT_REPORTS
+            && let Some(oldest) = inner.order.pop_front()
+        {
+            inner.by_handle.remove(&oldest);
+        }
+        inner.order.push_back(handle.to_owned());
+        inner.by_handle.insert(handle.to_owned(), report);
+    }
+
+    fn get(&self, handle: &str) -> Option<String> {
+        self.inner
+            .lock()
+            .expect("not poisoned")
+            .by_handle
+            .get(handle)
+            .cloned()
+    }
+}
+
 /// What to start.
 #[derive(Debug, Clone)]
 pub struct InstanceSpec {
@@ -133,6 +175,20 @@ pub trait Platform: Send + Sync + std::fmt::Debug {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exit_reports_keep_the_first_report_and_drop_the_oldest() {
+        let reports = ExitReports::default();
+        reports.insert("a", "exit code 3".into());
+        reports.insert("a", "exit status unreadable".into());
+        assert_eq!(reports.get("a").as_deref(), Some("exit code 3"));
+        for n in 0..MAX_EXIT_REPORTS {
+            reports.insert(&n.to_string(), String::new());
+        }
+        assert_eq!(reports.get("a"), None, "the oldest went first");
+        assert!(reports.get("0").is_some());
+        assert!(reports.get(&(MAX_EXIT_REPORTS - 1).to_string()).is_some());
+    }
 
     #[test]
     fn an_exit_report_keeps_the_last_lines_without_colours() {
