@@ -149,7 +149,9 @@ impl Service<http::Request<Body>> for FleetChannel {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        // The callee's server span continues the caller's trace.
+        flotilla_telemetry::propagation::inject_current(request.headers_mut());
         let idempotent = self.fleet.is_idempotent(request.uri().path());
         let index = match self.picked.take() {
             Some(Picked::Instance(index)) => index,

@@ -177,7 +177,9 @@ impl Service<http::Request<Body>> for RegistryChannel {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        // The registry's server span continues the caller's trace.
+        flotilla_telemetry::propagation::inject_current(request.headers_mut());
         let shared = Arc::clone(&self.shared);
         Box::pin(async move {
             // Buffered, so that a call no replica connection took can go to the next replica.

@@ -200,6 +200,8 @@ pub(crate) async fn serve(
     let server = Server::builder()
         // Prometheus scrapes `/metrics` over HTTP/1.1 on this same port; gRPC stays HTTP/2.
         .accept_http1(true)
+        // Outermost: what the layers below log is logged inside the call's span.
+        .layer(flotilla_telemetry::propagation::TraceLayer)
         .layer(FleetMetadataLayer::new(
             version_header,
             schema_header,

@@ -1,4 +1,7 @@
-//! Metrics of Flotilla's gRPC servers, and the scraper the rollout orchestrator reads them with.
+//! Telemetry of the suite: [`traces`] sets up logs and OpenTelemetry traces for every binary,
+//! [`propagation`] carries W3C trace context across gRPC calls, and [`metrics`] / [`scrape`]
+//! are the Prometheus metrics of the gRPC servers and the scraper the rollout orchestrator reads
+//! them with.
 //!
 //! [`metrics`] records every gRPC call a tonic server finishes — a counter of calls by status
 //! code and a latency histogram, labelled with the serving version — and answers `GET /metrics`
@@ -24,4 +27,6 @@
 //! in between.
 
 pub mod metrics;
+pub mod propagation;
 pub mod scrape;
+pub mod traces;

@@ -1,15 +1,12 @@
 use clap::Parser;
 use flotilla_demo_greeter::{Config, run};
-use tracing_subscriber::EnvFilter;
+use flotilla_telemetry::traces::{self, ProcessIdentity};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    let identity = ProcessIdentity::of("greeter", &config.published_version().to_string());
+    let _telemetry = traces::init(&identity, traces::LogFormat::Text)?;
     run(config, flotilla_server::shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())

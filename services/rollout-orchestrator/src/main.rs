@@ -1,12 +1,12 @@
 use anyhow::Context;
 use clap::Parser;
 use flotilla_rollout_orchestrator::{Config, config::LogFormat, open_store, serve};
-use tracing_subscriber::EnvFilter;
+use flotilla_telemetry::traces::{self, ProcessIdentity, TelemetryGuard};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    init_logging(config.log_format);
+    let _telemetry = init_telemetry(config.log_format)?;
 
     let store = open_store(&config).await.context("opening the store")?;
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -22,13 +22,11 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+fn init_telemetry(format: LogFormat) -> anyhow::Result<TelemetryGuard> {
+    let identity = ProcessIdentity::of("rollout-orchestrator", env!("CARGO_PKG_VERSION"));
+    let format = match format {
+        LogFormat::Text => traces::LogFormat::Text,
+        LogFormat::Json => traces::LogFormat::Json,
+    };
+    traces::init(&identity, format).context("setting up logs and traces")
 }

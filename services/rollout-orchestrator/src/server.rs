@@ -119,6 +119,7 @@ pub async fn serve(
         let _ = draining_tx.send(());
     };
     let server = tonic::transport::Server::builder()
+        .layer(flotilla_telemetry::propagation::TraceLayer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -1,12 +1,12 @@
 use anyhow::Context;
 use clap::Parser;
+use flotilla_telemetry::traces::{self, ProcessIdentity, TelemetryGuard};
 use flotilla_version_registry::{Config, config::LogFormat, open_store, serve};
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    init_logging(config.log_format);
+    let _telemetry = init_telemetry(config.log_format)?;
 
     let store = open_store(&config).await.context("opening the store")?;
     tracing::info!(store = ?store, "store ready");
@@ -23,15 +23,13 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+fn init_telemetry(format: LogFormat) -> anyhow::Result<TelemetryGuard> {
+    let identity = ProcessIdentity::of("version-registry", env!("CARGO_PKG_VERSION"));
+    let format = match format {
+        LogFormat::Text => traces::LogFormat::Text,
+        LogFormat::Json => traces::LogFormat::Json,
+    };
+    traces::init(&identity, format).context("setting up logs and traces")
 }
 
 async fn shutdown_signal() {

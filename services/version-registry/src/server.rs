@@ -119,6 +119,7 @@ pub async fn serve_with_gate(
         // Prometheus scrapes `/metrics` and discovers targets over HTTP/1.1 on the gRPC port;
         // gRPC stays HTTP/2.
         .accept_http1(true)
+        .layer(flotilla_telemetry::propagation::TraceLayer)
         .layer(layer)
         .add_service(health_service)
         .add_service(reflection_v1)
