@@ -3,6 +3,7 @@
 
 pub mod compose;
 pub mod fleet;
+pub mod otlp;
 pub mod peers;
 pub mod process;
 pub mod rollout;

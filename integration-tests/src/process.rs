@@ -50,9 +50,19 @@ impl SuiteProcess {
 
     /// Starts `binary` with `args` and waits until it announces its address.
     pub fn start(binary: &str, args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with_env(binary, args, &[])
+    }
+
+    /// [`Self::start`] with extra environment variables.
+    pub fn start_with_env(
+        binary: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let mut child = Command::new(self::binary(binary))
             .args(args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
