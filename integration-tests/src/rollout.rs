@@ -32,6 +32,9 @@ pub struct RolloutFleet {
     pub database_url: Option<String>,
     /// Given to every orchestrator started from now on, after the fleet's own flags.
     pub orchestrator_args: Vec<String>,
+    /// Environment of every process the fleet starts (e.g. where to export traces); the
+    /// orchestrator hands it on to the instances it starts.
+    pub env: Vec<(String, String)>,
 }
 
 impl RolloutFleet {
@@ -49,7 +52,21 @@ impl RolloutFleet {
     /// The registry alone, for a test that starts what the orchestrator needs (a Prometheus
     /// discovering from this registry) and sets `orchestrator_args` before `start_orchestrator`.
     pub fn without_orchestrator(database_url: Option<String>) -> anyhow::Result<Self> {
-        let registry = SuiteProcess::registry(&["--data-file", ":memory:"])?;
+        Self::with_env(database_url, Vec::new())
+    }
+
+    /// A registry started with `env`, which every process the fleet starts later gets too.
+    pub fn with_env(
+        database_url: Option<String>,
+        env: Vec<(String, String)>,
+    ) -> anyhow::Result<Self> {
+        let env_refs: Vec<(&str, &str)> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let registry = SuiteProcess::start_with_env(
+            "version-registry",
+            &["--listen", "127.0.0.1:0", "--data-file", ":memory:"],
+            &env_refs,
+        )?;
         Ok(Self {
             registry,
             orchestrators: Vec::new(),
@@ -57,6 +74,7 @@ impl RolloutFleet {
             dir: tempfile::tempdir()?,
             database_url,
             orchestrator_args: Vec::new(),
+            env,
         })
     }
 
@@ -93,8 +111,16 @@ impl RolloutFleet {
             "1500",
         ];
         args.extend(self.orchestrator_args.iter().map(String::as_str));
-        self.orchestrators
-            .push(Some(SuiteProcess::start("rollout-orchestrator", &args)?));
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.orchestrators.push(Some(SuiteProcess::start_with_env(
+            "rollout-orchestrator",
+            &args,
+            &env,
+        )?));
         Ok(self.orchestrators.len() - 1)
     }
 

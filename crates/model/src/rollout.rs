@@ -427,6 +427,10 @@ pub struct Rollout {
     /// Bumped by the store on every write; a write names the generation it read, so two writers
     /// never overwrite each other unseen.
     pub generation: u64,
+    /// The W3C `traceparent` of the call that started it: the spans of its steps, whichever
+    /// orchestrator runs them, are children of that call's span, so one rollout is one trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_parent: Option<String>,
 }
 
 impl Rollout {

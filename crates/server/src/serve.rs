@@ -15,6 +15,7 @@ use tonic::{
     service::Routes,
     transport::{Server, server::TcpIncoming},
 };
+use tracing::Instrument;
 
 use crate::{
     FleetServerBuilder, Ready, ServerError,
@@ -163,12 +164,20 @@ pub(crate) async fn serve(
     let mut shutdown = std::pin::pin!(shutdown);
     let started = Instant::now();
     let deadline = started + registry_wait;
+    // Publishing and registering, as one span; a child of the rollout that started this
+    // instance when the orchestrator handed its context down (TRACEPARENT).
+    let startup_span = tracing::info_span!(
+        "instance.startup",
+        otel.name = %format!("start {service}@{version_text}"),
+    );
+    flotilla_telemetry::propagation::continue_trace_from_env(&startup_span);
     let startup = async {
         registry
             .ensure_service(&service, &owner, deadline, started)
             .await?;
         registry.publish(publish, deadline, started).await
-    };
+    }
+    .instrument(startup_span.clone());
     tokio::select! {
         published = startup => published?,
         () = &mut shutdown => {
@@ -230,7 +239,7 @@ pub(crate) async fn serve(
     let mut lease_switch = health.subscribe();
     let serving = *lease_switch.borrow_and_update();
     let registered = tokio::select! {
-        registered = lease.register(serving) => {
+        registered = lease.register(serving).instrument(startup_span.clone()) => {
             registered?;
             true
         }
@@ -238,6 +247,7 @@ pub(crate) async fn serve(
         served = &mut server => return stopped_early(served),
     };
 
+    drop(startup_span);
     let stopped_by_itself = if registered {
         if let (Some(callback), Some(instance_id)) = (on_ready, lease.id()) {
             callback(&Ready {

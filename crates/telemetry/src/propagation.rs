@@ -62,6 +62,37 @@ pub fn inject_current(headers: &mut http::HeaderMap) {
     });
 }
 
+/// The current span's context as a W3C `traceparent` value, to be stored or handed on (e.g. a
+/// rollout keeps the one of the call that started it). `None` without a valid context.
+pub fn current_traceparent() -> Option<String> {
+    let mut headers = http::HeaderMap::new();
+    inject_current(&mut headers);
+    headers
+        .get("traceparent")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// The context a stored `traceparent` value names.
+pub fn context_of_traceparent(traceparent: &str) -> opentelemetry::Context {
+    let mut headers = http::HeaderMap::new();
+    if let Ok(value) = http::HeaderValue::from_str(traceparent) {
+        headers.insert("traceparent", value);
+    }
+    extract(&headers)
+}
+
+/// The environment variable through which a process is handed the trace it is part of (the
+/// orchestrator sets it on the instances it starts).
+pub const TRACEPARENT_ENV: &str = "TRACEPARENT";
+
+/// Makes `span` a child of the context in the `TRACEPARENT` environment variable, if any.
+pub fn continue_trace_from_env(span: &tracing::Span) {
+    if let Ok(traceparent) = std::env::var(TRACEPARENT_ENV) {
+        let _ = span.set_parent(context_of_traceparent(&traceparent));
+    }
+}
+
 /// The span a server runs a call in, child of the caller's context.
 pub fn server_span(request_headers: &http::HeaderMap, path: &str) -> tracing::Span {
     let (service, method) = path

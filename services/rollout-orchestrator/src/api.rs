@@ -132,6 +132,7 @@ impl OrchestratorApi {
             created: now,
             updated: now,
             generation: 0,
+            trace_parent: flotilla_telemetry::propagation::current_traceparent(),
         };
         let from = from_version.map_or_else(|| "nothing".to_owned(), |v| v.to_string());
         let started = NewRolloutEvent {

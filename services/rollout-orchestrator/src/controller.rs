@@ -16,6 +16,8 @@ use flotilla_model::{
 use flotilla_proto::registry::v1 as pb;
 use flotilla_store::{Fence, RolloutChange, StoreError};
 use tokio::{sync::watch, time::Instant};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{
     analysis::Analyzer,
@@ -61,6 +63,16 @@ pub struct Controller {
     /// Launched instances that exited on their own, seen by the last `observe`, each with the
     /// platform's report of how it ended when it has one.
     exited: Vec<(PlatformInstance, Option<String>)>,
+    /// The span of the step being carried out (or of the abort), a child of the call that
+    /// started the rollout; ended when the rollout moves on.
+    step_span: Option<(SpanKey, tracing::Span)>,
+}
+
+/// What a step span covers: a plan step, or the abort.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SpanKey {
+    Step(u32),
+    Abort,
 }
 
 impl std::fmt::Debug for Controller {
@@ -94,7 +106,48 @@ impl Controller {
             announced_ready: Default::default(),
             launched: HashMap::new(),
             exited: Vec::new(),
+            step_span: None,
         }
+    }
+
+    /// The span this tick's work runs in: that of the current step (or of the abort), opened
+    /// the first time the step is worked on and ended when the rollout moves past it.
+    fn step_span(&mut self) -> tracing::Span {
+        let key = match self.rollout.state {
+            RolloutState::Aborting => SpanKey::Abort,
+            _ => SpanKey::Step(self.rollout.step_index),
+        };
+        if let Some((current, span)) = &self.step_span
+            && *current == key
+        {
+            return span.clone();
+        }
+        let name = match key {
+            SpanKey::Abort => format!("rollout {} abort", self.rollout.service),
+            SpanKey::Step(index) => format!(
+                "rollout {} step {}: {}",
+                self.rollout.service,
+                index + 1,
+                self.rollout
+                    .plan
+                    .get(index as usize)
+                    .map_or_else(String::new, ToString::to_string)
+            ),
+        };
+        let span = tracing::info_span!(
+            "rollout.step",
+            otel.name = %name,
+            rollout = %self.rollout.id,
+            service = %self.rollout.service,
+            to_version = %self.rollout.to_version,
+        );
+        if let Some(traceparent) = &self.rollout.trace_parent {
+            let _ = span.set_parent(flotilla_telemetry::propagation::context_of_traceparent(
+                traceparent,
+            ));
+        }
+        self.step_span = Some((key, span.clone()));
+        span
     }
 
     /// Runs until the rollout ends, the lease is lost, or `stop` turns true.
@@ -119,12 +172,17 @@ impl Controller {
 
         while self.rollout.state.is_active() {
             self.renew_lease().await?;
-            let outcome = match self.rollout.state {
-                RolloutState::Aborting => self.abort().await,
-                RolloutState::Progressing => self.progress().await,
-                RolloutState::Paused => self.watch_while_paused().await,
-                RolloutState::Aborted | RolloutState::Succeeded => Ok(()),
-            };
+            let span = self.step_span();
+            let outcome = async {
+                match self.rollout.state {
+                    RolloutState::Aborting => self.abort().await,
+                    RolloutState::Progressing => self.progress().await,
+                    RolloutState::Paused => self.watch_while_paused().await,
+                    RolloutState::Aborted | RolloutState::Succeeded => Ok(()),
+                }
+            }
+            .instrument(span)
+            .await;
             if let Err(error) = outcome {
                 tracing::warn!(rollout = %self.rollout.id, %error, "tick failed; trying again");
             }

@@ -126,6 +126,7 @@ fn full_rollout(n: u32, service: &str, created: Timestamp) -> Rollout {
         updated: created,
         // Whatever the caller says: the store starts at 1.
         generation: 42,
+        trace_parent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
     }
 }
 

@@ -116,3 +116,21 @@ fn the_current_context_is_written_once_into_headers() {
     assert_eq!(headers["traceparent"], traceparent.as_str());
     assert_eq!(extract(&headers).span().span_context().trace_id(), trace_id);
 }
+
+#[test]
+fn a_stored_traceparent_names_the_context_it_was_taken_from() {
+    let (_exporter, _provider, _guard) = recording();
+    let span = tracing::info_span!("starting");
+    let stored = span.in_scope(current_traceparent).expect("a valid context");
+    let restored = context_of_traceparent(&stored);
+    assert_eq!(
+        restored.span().span_context().span_id(),
+        span.context().span().span_context().span_id()
+    );
+    assert!(
+        !context_of_traceparent("not a traceparent")
+            .span()
+            .span_context()
+            .is_valid()
+    );
+}

@@ -238,11 +238,17 @@ impl Platform for DockerPlatform {
             image: Some(spec.artifact.image.clone()),
             cmd,
             hostname: Some(name.clone()),
-            env: Some(vec![
-                format!("FLOTILLA_LISTEN={}", self.listen()),
-                format!("FLOTILLA_ADVERTISE={advertise}"),
-                format!("FLOTILLA_REGISTRY={}", self.config.registry),
-            ]),
+            env: Some(
+                [
+                    format!("FLOTILLA_LISTEN={}", self.listen()),
+                    format!("FLOTILLA_ADVERTISE={advertise}"),
+                    format!("FLOTILLA_REGISTRY={}", self.config.registry),
+                ]
+                .into_iter()
+                // The instance's startup joins the rollout's trace.
+                .chain(traceparent_env())
+                .collect(),
+            ),
             labels: Some(labels),
             stop_signal: Some("SIGTERM".into()),
             stop_timeout: Some(self.stop_grace.as_secs() as i64),
@@ -418,6 +424,16 @@ fn container_name(service: &ServiceName, version: &Version) -> String {
         .collect();
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
     format!("flotilla-{}-{suffix}", middle.trim_end_matches('-'))
+}
+
+/// `TRACEPARENT=<the current span's context>`, when there is one.
+fn traceparent_env() -> Option<String> {
+    flotilla_telemetry::propagation::current_traceparent().map(|traceparent| {
+        format!(
+            "{}={traceparent}",
+            flotilla_telemetry::propagation::TRACEPARENT_ENV
+        )
+    })
 }
 
 #[cfg(test)]

@@ -216,7 +216,15 @@ impl Platform for LocalProcessPlatform {
             .map_err(start_error)?;
         let log_err = log.try_clone().map_err(start_error)?;
 
-        let mut child = tokio::process::Command::new(self.resolve_program(&command[0]))
+        let mut program = tokio::process::Command::new(self.resolve_program(&command[0]));
+        // The instance's startup joins the rollout's trace.
+        if let Some(traceparent) = flotilla_telemetry::propagation::current_traceparent() {
+            program.env(
+                flotilla_telemetry::propagation::TRACEPARENT_ENV,
+                traceparent,
+            );
+        }
+        let mut child = program
             .args(&command[1..])
             .env("FLOTILLA_LISTEN", &listen)
             .env("FLOTILLA_ADVERTISE", &advertise)
