@@ -4,8 +4,9 @@
 //! lines on stderr (text or JSON), and an OpenTelemetry layer, so that every span has a W3C trace
 //! context that [`crate::propagation`] carries across gRPC calls. Spans are exported over OTLP
 //! (gRPC) only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; without it, trace ids still flow between
-//! services and appear in log lines, and nothing leaves the process. The resource names the
-//! process: `service.name`, `service.version`, `service.instance.id`.
+//! services and appear in log lines, and nothing leaves the process. `OTEL_SDK_DISABLED=true`
+//! leaves the OpenTelemetry layer out entirely. The resource names the process:
+//! `service.name`, `service.version`, `service.instance.id`.
 
 use opentelemetry::{KeyValue, trace::TracerProvider as _};
 use opentelemetry_sdk::{
@@ -17,6 +18,20 @@ use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::Subscribe
 
 /// The environment variable that switches export on (the OpenTelemetry standard one).
 pub const OTLP_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+
+/// `OTEL_SDK_DISABLED=true` (the OpenTelemetry standard switch) leaves the OpenTelemetry layer
+/// out altogether: logs only, no trace context, nothing exported.
+pub const SDK_DISABLED_ENV: &str = "OTEL_SDK_DISABLED";
+
+/// Which spans become OpenTelemetry spans, as an env-filter directive; independent of `RUST_LOG`.
+pub const TRACE_FILTER_ENV: &str = "FLOTILLA_TRACE_FILTER";
+/// The suite's own spans (calls, rollout steps, instance startup) are at info; the transport's
+/// internals below it would multiply the spans of every call.
+const DEFAULT_TRACE_FILTER: &str = "info";
+
+fn sdk_disabled() -> bool {
+    std::env::var(SDK_DISABLED_ENV).is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -117,16 +132,19 @@ pub fn init(
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let provider = tracer_provider(identity)?;
     let tracer = provider.tracer("flotilla");
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Each layer filters on its own, so quieter logs (RUST_LOG=warn) do not thin out traces.
+    let log_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = match format {
-        LogFormat::Text => fmt.boxed(),
-        LogFormat::Json => fmt.json().boxed(),
+        LogFormat::Text => fmt.with_filter(log_filter).boxed(),
+        LogFormat::Json => fmt.json().with_filter(log_filter).boxed(),
     };
+    let trace_filter = EnvFilter::try_from_env(TRACE_FILTER_ENV)
+        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_TRACE_FILTER));
+    let otel = (!sdk_disabled()).then(|| otel_layer(tracer).with_filter(trace_filter));
     tracing_subscriber::registry()
-        .with(filter)
         .with(fmt)
-        .with(otel_layer(tracer))
+        .with(otel)
         .try_init()
         .map_err(|e| TelemetryError::AlreadyInstalled(e.to_string()))?;
     Ok(TelemetryGuard { provider })
