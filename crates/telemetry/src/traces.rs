@@ -121,7 +121,13 @@ pub fn otel_layer<S>(tracer: Tracer) -> impl Layer<S>
 where
     S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
 {
-    tracing_opentelemetry::layer().with_tracer(tracer)
+    // Every span of every call is exported: no source location, thread or busy/idle timings on
+    // each, which would grow every span and cost time on every poll.
+    tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_location(false)
+        .with_threads(false)
+        .with_tracked_inactivity(false)
 }
 
 /// Installs logging and tracing for the process; keep the guard until `main` returns.
