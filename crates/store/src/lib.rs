@@ -62,6 +62,16 @@ pub struct Published {
     pub created: bool,
 }
 
+/// Counts of what the registry holds, for its metrics: read in one statement per table, so a
+/// scrape costs two queries however many services there are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Census {
+    /// Versions by service and lifecycle state, in service then state order.
+    pub versions: Vec<(ServiceName, LifecycleState, u64)>,
+    /// Live (unexpired) instances by service and version, in service then version order.
+    pub instances: Vec<(ServiceName, Version, u64)>,
+}
+
 /// The compatibility check a publish must pass. It runs inside the publish transaction, with the
 /// service row locked, so two concurrent publishes are checked against each other.
 pub trait PublishGate: Send + Sync {
@@ -183,6 +193,10 @@ pub trait RegistryStore: Send + Sync + std::fmt::Debug {
 
     /// Announcements of committed changes, from this process and (PostgreSQL) from others.
     fn subscribe(&self) -> broadcast::Receiver<Change>;
+
+    /// How many versions each service has in each state, and how many live instances each
+    /// version has at `now`.
+    async fn census(&self, now: Timestamp) -> Result<Census, StoreError>;
 
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -29,7 +29,7 @@ use tokio_postgres::{
 };
 
 use crate::{
-    Change, EXPIRED_INSTANCE_RETENTION_MS, Mutation, PublishGate, Published, RegistryStore,
+    Census, Change, EXPIRED_INSTANCE_RETENTION_MS, Mutation, PublishGate, Published, RegistryStore,
     RolloutChange, StoreError,
     records::{self, PublishPlan, detail},
 };
@@ -1503,6 +1503,42 @@ impl RegistryStore for PostgresStore {
 
     fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.announcements.changes.subscribe()
+    }
+
+    async fn census(&self, now: Timestamp) -> Result<Census, StoreError> {
+        let mut client = self.client().await?;
+        let tx = snapshot(&mut client).await?;
+        let mut census = Census::default();
+        let versions = query(
+            &tx,
+            "SELECT service, state, COUNT(*) FROM versions GROUP BY service, state",
+            &[],
+        )
+        .await?;
+        for row in &versions {
+            census.versions.push((
+                ServiceName::from_trusted(col(row, 0)?),
+                records::parse_state(col(row, 1)?)?,
+                records::stored_count("version count", col(row, 2)?)?,
+            ));
+        }
+        let instances = query(
+            &tx,
+            "SELECT service, version, COUNT(*) FROM instances
+             WHERE NOT expired AND expires_ms > $1 GROUP BY service, version",
+            &[&now.millis()],
+        )
+        .await?;
+        for row in &instances {
+            census.instances.push((
+                ServiceName::from_trusted(col(row, 0)?),
+                records::parse_stored_version(col(row, 1)?)?,
+                records::stored_count("instance count", col(row, 2)?)?,
+            ));
+        }
+        tx.commit().await?;
+        records::sort_census(&mut census);
+        Ok(census)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -206,6 +206,16 @@ pub(crate) fn parse_rollout_state(text: &str) -> Result<RolloutState, StoreError
     RolloutState::parse(text).ok_or_else(|| corrupt("rollout state", text))
 }
 
+/// Puts a census in the order [`crate::Census`] promises (versions by semver, not text).
+pub(crate) fn sort_census(census: &mut crate::Census) {
+    census
+        .versions
+        .sort_by(|a, b| (&a.0, a.1.as_str()).cmp(&(&b.0, b.1.as_str())));
+    census
+        .instances
+        .sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+}
+
 /// A generation, sequence or revision number from a BIGINT column.
 pub(crate) fn stored_count(what: &str, value: i64) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|e| corrupt(what, e))

@@ -17,7 +17,7 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use tokio::sync::broadcast;
 
 use crate::{
-    Change, EXPIRED_INSTANCE_RETENTION_MS, Mutation, PublishGate, Published, RegistryStore,
+    Census, Change, EXPIRED_INSTANCE_RETENTION_MS, Mutation, PublishGate, Published, RegistryStore,
     RolloutChange, StoreError,
     records::{self, PublishPlan, detail},
 };
@@ -925,6 +925,52 @@ impl RegistryStore for SqliteStore {
 
     fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.changes.subscribe()
+    }
+
+    async fn census(&self, now: Timestamp) -> Result<Census, StoreError> {
+        self.read(move |conn| {
+            let mut census = Census::default();
+            let mut versions = conn.prepare_cached(
+                "SELECT service, state, COUNT(*) FROM versions GROUP BY service, state",
+            )?;
+            let rows = versions.query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                ))
+            })?;
+            for row in rows {
+                let (service, state, count) = row?;
+                census.versions.push((
+                    ServiceName::from_trusted(service),
+                    records::parse_state(&state)?,
+                    records::stored_count("version count", count)?,
+                ));
+            }
+            let mut instances = conn.prepare_cached(
+                "SELECT service, version, COUNT(*) FROM instances
+                 WHERE expired = 0 AND expires_ms > ?1 GROUP BY service, version",
+            )?;
+            let rows = instances.query_map([now.millis()], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                ))
+            })?;
+            for row in rows {
+                let (service, version, count) = row?;
+                census.instances.push((
+                    ServiceName::from_trusted(service),
+                    records::parse_stored_version(&version)?,
+                    records::stored_count("instance count", count)?,
+                ));
+            }
+            records::sort_census(&mut census);
+            Ok(census)
+        })
+        .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -29,4 +29,5 @@
 pub mod metrics;
 pub mod propagation;
 pub mod scrape;
+pub mod snapshot_gauges;
 pub mod traces;

@@ -9,7 +9,13 @@ use futures::Stream;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
-use crate::{convert, error::RegistryError, gate, hub::EndpointHub};
+use crate::{
+    convert,
+    error::RegistryError,
+    gate,
+    hub::EndpointHub,
+    metrics::{RegistryMetrics, WatcherGuard},
+};
 
 /// The request header in which callers name themselves for the audit log.
 pub const ACTOR_HEADER: &str = "x-flotilla-actor";
@@ -21,6 +27,7 @@ pub struct RegistryApi {
     store: Arc<dyn RegistryStore>,
     gate: Arc<dyn PublishGate>,
     hub: EndpointHub,
+    metrics: RegistryMetrics,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -67,12 +74,14 @@ impl RegistryApi {
         store: Arc<dyn RegistryStore>,
         gate: Arc<dyn PublishGate>,
         hub: EndpointHub,
+        metrics: RegistryMetrics,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         Self {
             store,
             gate,
             hub,
+            metrics,
             shutdown,
         }
     }
@@ -458,6 +467,7 @@ impl Registry for RegistryApi {
         };
 
         let state = WatchState {
+            _counted: self.metrics.watching(&service),
             service,
             requirement,
             snapshots,
@@ -511,6 +521,8 @@ impl Registry for RegistryApi {
 /// One watcher's stream: it wakes on every new snapshot of its service and sends an endpoint
 /// set only when what this watcher sees has changed.
 struct WatchState {
+    /// Counts this stream in the watchers gauge while it lives.
+    _counted: WatcherGuard,
     service: model::ServiceName,
     requirement: model::VersionReq,
     snapshots: watch::Receiver<Arc<model::EndpointSnapshot>>,

@@ -7,6 +7,7 @@ mod convert;
 pub mod error;
 pub mod gate;
 pub mod hub;
+pub mod metrics;
 pub mod server;
 mod stop;
 pub mod targets;

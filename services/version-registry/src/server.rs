@@ -18,6 +18,7 @@ use crate::{
     config::Config,
     gate::CompatibilityGate,
     hub::EndpointHub,
+    metrics::RegistryMetrics,
     targets::{self, TARGETS_PATH},
 };
 
@@ -94,7 +95,14 @@ pub async fn serve_with_gate(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
-    let api = RegistryApi::new(store.clone(), gate, hub, stop_rx);
+    let mut metrics_registry = prometheus_client::registry::Registry::default();
+    let registry_metrics = RegistryMetrics::register(&mut metrics_registry);
+    tokio::spawn(
+        registry_metrics
+            .clone()
+            .follow_census(store.clone(), stop_rx.clone()),
+    );
+    let api = RegistryApi::new(store.clone(), gate, hub, registry_metrics, stop_rx);
     let registry = RegistryServer::new(api)
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
@@ -109,7 +117,7 @@ pub async fn serve_with_gate(
         let _ = stop_tx.send(true);
         let _ = draining_tx.send(());
     };
-    let metrics = ServerMetrics::new(env!("CARGO_PKG_VERSION"));
+    let metrics = ServerMetrics::with_registry(metrics_registry, env!("CARGO_PKG_VERSION"));
     let discovery = store.clone();
     let layer = metrics.layer().endpoint(TARGETS_PATH, move || {
         let store = discovery.clone();

@@ -844,3 +844,124 @@ async fn prometheus_discovers_every_live_instance_with_its_service_and_version()
         .unwrap();
     r.stop().await;
 }
+
+/// The value of the gauge `name` with these labels in a fresh scrape, once it equals `expected`
+/// (the census is read a moment after a change); panics with the last scrape after 5 s.
+async fn gauge_becomes(
+    address: std::net::SocketAddr,
+    name: &str,
+    labels: &[(&str, &str)],
+    expected: Option<f64>,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let samples = fetch(&address.to_string(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let value = samples
+            .iter()
+            .find(|s| s.name == name && labels.iter().all(|(k, v)| s.label(k) == Some(v)))
+            .map(|s| s.value);
+        if value == expected {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name}{labels:?} is {value:?}, not {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn metrics_count_versions_by_state_live_instances_and_watchers() {
+    use flotilla_version_registry::metrics::{INSTANCES, VERSIONS, WATCHERS};
+    let mut r = Registry::start().await;
+    r.seed().await;
+    let a = r.address;
+    gauge_becomes(
+        a,
+        VERSIONS,
+        &[("service", "greeter"), ("state", "RELEASED")],
+        Some(3.0),
+    )
+    .await;
+    r.client
+        .transition_version(pb::TransitionVersionRequest {
+            service: "greeter".into(),
+            version: "1.0.0".into(),
+            state: pb::LifecycleState::Deprecated as i32,
+            reason: "superseded by 1.1.0".into(),
+        })
+        .await
+        .unwrap();
+    gauge_becomes(
+        a,
+        VERSIONS,
+        &[("service", "greeter"), ("state", "RELEASED")],
+        Some(2.0),
+    )
+    .await;
+    gauge_becomes(
+        a,
+        VERSIONS,
+        &[("service", "greeter"), ("state", "DEPRECATED")],
+        Some(1.0),
+    )
+    .await;
+
+    let instance = r.register("1.1.0", 7001, 30_000).await;
+    r.register("1.1.0", 7002, 30_000).await;
+    r.register("2.0.0", 7003, 30_000).await;
+    gauge_becomes(
+        a,
+        INSTANCES,
+        &[("service", "greeter"), ("version", "1.1.0")],
+        Some(2.0),
+    )
+    .await;
+    gauge_becomes(
+        a,
+        INSTANCES,
+        &[("service", "greeter"), ("version", "2.0.0")],
+        Some(1.0),
+    )
+    .await;
+    r.client
+        .deregister_instance(pb::DeregisterInstanceRequest {
+            instance_id: instance.id.clone(),
+        })
+        .await
+        .unwrap();
+    gauge_becomes(
+        a,
+        INSTANCES,
+        &[("service", "greeter"), ("version", "1.1.0")],
+        Some(1.0),
+    )
+    .await;
+
+    let watch = |client: &mut RegistryClient<Channel>| {
+        let mut client = client.clone();
+        async move {
+            client
+                .watch_endpoints(pb::WatchEndpointsRequest {
+                    service: "greeter".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let mut first = watch(&mut r.client).await;
+    let mut second = watch(&mut r.client).await;
+    next_set(&mut first).await;
+    next_set(&mut second).await;
+    gauge_becomes(a, WATCHERS, &[("service", "greeter")], Some(2.0)).await;
+    drop(first);
+    gauge_becomes(a, WATCHERS, &[("service", "greeter")], Some(1.0)).await;
+    drop(second);
+    gauge_becomes(a, WATCHERS, &[("service", "greeter")], Some(0.0)).await;
+    r.stop().await;
+}

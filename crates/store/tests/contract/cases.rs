@@ -896,3 +896,69 @@ pub async fn a_reaped_lease_is_not_renewed_by_a_slower_clock(store: &Store) {
         "{lagging:?}"
     );
 }
+
+pub async fn the_census_counts_versions_by_state_and_live_instances_by_version(store: &Store) {
+    assert_eq!(store.census(T0).await.unwrap(), Default::default());
+    seed_greeter(&**store).await;
+    for version in ["1.10.0", "1.2.0"] {
+        store
+            .publish_version(new_version("greeter", version, 0), open(), &at(2))
+            .await
+            .unwrap();
+    }
+    store
+        .transition_version(
+            &name("greeter"),
+            &v("1.0.0"),
+            LifecycleState::Deprecated,
+            "superseded",
+            &at(3),
+        )
+        .await
+        .unwrap();
+    store
+        .create_service(new_service("ledger"), &at(4))
+        .await
+        .unwrap();
+    store
+        .publish_version(new_version("ledger", "0.1.0", 0), open(), &at(5))
+        .await
+        .unwrap();
+    for (version, port, ttl_ms) in [("1.10.0", 7001, 1_000), ("1.10.0", 7002, 5_000)] {
+        store
+            .register_instance(new_instance("greeter", version, port, ttl_ms), &at(6))
+            .await
+            .unwrap();
+    }
+    store
+        .register_instance(new_instance("greeter", "1.2.0", 7003, 5_000), &at(6))
+        .await
+        .unwrap();
+
+    let census = store.census(Timestamp(T0.0 + 500)).await.unwrap();
+    assert_eq!(
+        census.versions,
+        [
+            (name("greeter"), LifecycleState::Deprecated, 1),
+            (name("greeter"), LifecycleState::Released, 2),
+            (name("ledger"), LifecycleState::Released, 1),
+        ]
+    );
+    assert_eq!(
+        census.instances,
+        [
+            (name("greeter"), v("1.2.0"), 1),
+            (name("greeter"), v("1.10.0"), 2)
+        ],
+        "versions in semver order"
+    );
+    // The 1 s lease has run out at 1.5 s, though no reaper marked it.
+    let later = store.census(Timestamp(T0.0 + 1_500)).await.unwrap();
+    assert_eq!(
+        later.instances,
+        [
+            (name("greeter"), v("1.2.0"), 1),
+            (name("greeter"), v("1.10.0"), 1)
+        ]
+    );
+}

@@ -57,6 +57,7 @@ contract!(
     committed_changes_are_announced_and_failed_ones_are_not,
     audit_log_pages_newest_first,
     a_reaped_lease_is_not_renewed_by_a_slower_clock,
+    the_census_counts_versions_by_state_and_live_instances_by_version,
     ],
     rollouts: [
     a_rollout_is_stored_whole,
