@@ -4,7 +4,8 @@
 
 use async_trait::async_trait;
 use flotilla_model::{
-    NewRolloutEvent, Revision, Rollout, RolloutEvent, RolloutId, ServiceName, Timestamp,
+    NewRolloutEvent, Revision, Rollout, RolloutEvent, RolloutId, RolloutState, ServiceName,
+    Timestamp,
 };
 use tokio::sync::broadcast;
 
@@ -104,6 +105,10 @@ pub trait RolloutStore: Send + Sync + std::fmt::Debug {
         service: &ServiceName,
         now: Timestamp,
     ) -> Result<Option<String>, StoreError>;
+
+    /// How many rollouts are in each state, in state order (PROGRESSING first); states without
+    /// rollouts are left out.
+    async fn count_rollouts(&self) -> Result<Vec<(RolloutState, u64)>, StoreError>;
 
     /// Announcements of committed rollout changes, from this process and (PostgreSQL) others.
     fn subscribe_rollouts(&self) -> broadcast::Receiver<RolloutChange>;

@@ -6,7 +6,11 @@
 //! service with no instances left) is gone from the exposition rather than stuck at its last
 //! value, and a scrape never sees half an update.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::{
+    future::Future,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 
 use prometheus_client::{
     collector::Collector,
@@ -14,6 +18,7 @@ use prometheus_client::{
     metrics::{MetricType, gauge::ConstGauge},
     registry::Registry,
 };
+use tokio::sync::{broadcast, watch};
 
 /// One gauge metric with a fixed list of label names; see the module docs.
 #[derive(Debug, Clone)]
@@ -93,6 +98,49 @@ impl Collector for Inner {
     }
 }
 
+/// How long [`refresh_on_change`] waits after an announcement for more before reading: a burst of
+/// changes costs one read.
+pub const SETTLE: Duration = Duration::from_millis(100);
+
+/// Runs `refresh` now, after every announcement on `changes` (coalesced over [`SETTLE`]) and at
+/// least every `interval`, until `stop` turns true or `changes` closes. For snapshot gauges of a
+/// store: the store announces its commits, and the interval catches what changes unannounced
+/// (a lease that lapses).
+pub async fn refresh_on_change<T, F, Fut>(
+    mut changes: broadcast::Receiver<T>,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+    mut refresh: F,
+) where
+    T: Clone,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    loop {
+        refresh().await;
+        tokio::select! {
+            () = stopped(&mut stop) => return,
+            () = tokio::time::sleep(interval) => {}
+            change = changes.recv() => {
+                if let Err(broadcast::error::RecvError::Closed) = change {
+                    return;
+                }
+                tokio::time::sleep(SETTLE).await;
+                // Everything announced by now is in the next read.
+                while !matches!(
+                    changes.try_recv(),
+                    Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed)
+                ) {}
+            }
+        }
+    }
+}
+
+/// Unlike `wait_for` in `select!`, holds no borrow of the channel, so the future stays `Send`.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
 #[cfg(test)]
 mod tests {
     use prometheus_client::encoding::text::encode;
@@ -145,6 +193,35 @@ mod tests {
             !text.contains("ledger"),
             "a label set gone from the snapshot: {text}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refreshes_come_after_changes_settle_and_on_the_interval() {
+        let (changes, receiver) = broadcast::channel::<u32>(16);
+        let (stop, stopped) = watch::channel(false);
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = count.clone();
+        let task = tokio::spawn(refresh_on_change(
+            receiver,
+            Duration::from_secs(10),
+            stopped,
+            move || {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async {}
+            },
+        ));
+        let refreshes = || count.load(std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(refreshes(), 1, "at once");
+        for n in 0..5 {
+            changes.send(n).unwrap();
+        }
+        tokio::time::sleep(SETTLE * 2).await;
+        assert_eq!(refreshes(), 2, "a burst of changes is one refresh");
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(refreshes(), 3, "the interval");
+        stop.send(true).unwrap();
+        task.await.unwrap();
     }
 
     #[test]

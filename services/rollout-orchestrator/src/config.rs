@@ -6,6 +6,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{Parser, ValueEnum};
 
 use crate::{
+    alerts::{WebhookConfigError, WebhookSettings, parse_event_kinds},
     analysis::MetricsSource,
     prometheus::{Prometheus, PrometheusUrlError},
 };
@@ -17,6 +18,11 @@ pub const DEFAULT_STATE_DIR: &str = "flotilla-instances";
 pub const DEFAULT_DOCKER_INSTANCE_PORT: u16 = 50100;
 pub const DEFAULT_LEASE_TTL_MS: u64 = 5_000;
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
+pub const DEFAULT_WEBHOOK_EVENTS: &str =
+    "STARTED,STEP_COMPLETED,PAUSED,RESUMED,PROMOTED,HALTED,ABORT_REQUESTED,ABORTED,SUCCEEDED";
+pub const DEFAULT_WEBHOOK_RETRY_FOR_MS: u64 = 15 * 60 * 1000;
+/// How long one webhook attempt may take.
+pub const WEBHOOK_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The scrape interval of the configuration Prometheus ships with.
 pub const DEFAULT_PROMETHEUS_SCRAPE_INTERVAL_MS: u64 = 15_000;
 
@@ -103,6 +109,24 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub prometheus_scrape_interval_ms: u64,
 
+    /// Webhooks to post rollout events to (http:// URLs), separated by commas.
+    #[arg(long = "webhook", env = "FLOTILLA_WEBHOOKS", value_delimiter = ',')]
+    pub webhooks: Vec<String>,
+
+    /// The key each webhook request is signed with (HMAC-SHA256 in `Flotilla-Signature`);
+    /// required with webhooks. Prefer the environment variable: arguments show in `ps`.
+    #[arg(long, env = "FLOTILLA_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+
+    /// The event kinds sent to webhooks, separated by commas, or "all".
+    #[arg(long, env = "FLOTILLA_WEBHOOK_EVENTS", default_value = DEFAULT_WEBHOOK_EVENTS)]
+    pub webhook_events: String,
+
+    /// How long one event is retried (with backoff from 200 ms to 30 s) before it is given up,
+    /// in milliseconds. Later events wait behind it, so they arrive in order.
+    #[arg(long, env = "FLOTILLA_WEBHOOK_RETRY_FOR_MS", default_value_t = DEFAULT_WEBHOOK_RETRY_FOR_MS)]
+    pub webhook_retry_for_ms: u64,
+
     /// After SIGTERM/SIGINT, how long open calls may finish, in milliseconds.
     #[arg(long, env = "FLOTILLA_SHUTDOWN_GRACE_MS", default_value_t = DEFAULT_SHUTDOWN_GRACE_MS)]
     pub shutdown_grace_ms: u64,
@@ -144,6 +168,24 @@ impl Config {
                 Duration::from_millis(self.prometheus_scrape_interval_ms),
             )?)),
         }
+    }
+
+    /// Where rollout events are posted; `None` without webhooks.
+    pub fn webhook_settings(&self) -> Result<Option<WebhookSettings>, WebhookConfigError> {
+        if self.webhooks.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(WebhookSettings {
+            urls: self.webhooks.clone(),
+            secret: self
+                .webhook_secret
+                .clone()
+                .filter(|s| !s.is_empty())
+                .ok_or(WebhookConfigError::NoSecret)?,
+            events: parse_event_kinds(&self.webhook_events)?,
+            retry_for: Duration::from_millis(self.webhook_retry_for_ms),
+            attempt_timeout: WEBHOOK_ATTEMPT_TIMEOUT,
+        }))
     }
 
     /// The name this process holds leases under.
@@ -220,6 +262,44 @@ mod tests {
         assert_eq!(config.platform, PlatformKind::Docker);
         assert_eq!(config.docker_network.as_deref(), Some("fleet"));
         assert_eq!(config.docker_instance_port, DEFAULT_DOCKER_INSTANCE_PORT);
+    }
+
+    #[test]
+    fn webhooks_need_a_secret_and_known_event_kinds() {
+        let config = Config::try_parse_from(["rollout-orchestrator"]).unwrap();
+        assert!(config.webhook_settings().unwrap().is_none());
+        let with = |args: &[&str]| {
+            Config::try_parse_from(
+                [
+                    "rollout-orchestrator",
+                    "--webhook",
+                    "http://a/hook,http://b:8080/x",
+                ]
+                .iter()
+                .chain(args),
+            )
+            .unwrap()
+            .webhook_settings()
+        };
+        assert!(matches!(with(&[]), Err(WebhookConfigError::NoSecret)));
+        let settings = with(&["--webhook-secret", "s3cret"]).unwrap().unwrap();
+        assert_eq!(settings.urls, ["http://a/hook", "http://b:8080/x"]);
+        assert_eq!(settings.events.len(), 9);
+        assert!(
+            !format!("{settings:?}").contains("s3cret"),
+            "the secret is not logged"
+        );
+        let all = with(&["--webhook-secret", "s", "--webhook-events", "all"]);
+        assert_eq!(all.unwrap().unwrap().events.len(), 16);
+        let Err(WebhookConfigError::Kind(kind)) = with(&[
+            "--webhook-secret",
+            "s",
+            "--webhook-events",
+            "STARTED,FINISHED",
+        ]) else {
+            panic!("an unknown kind is refused");
+        };
+        assert_eq!(kind, "FINISHED");
     }
 
     #[test]

@@ -5,7 +5,10 @@ use std::{sync::Arc, time::Duration};
 use flotilla_store::RolloutStore;
 use tokio::sync::Notify;
 
-use crate::{analysis::MetricsSource, platform::Platform, registry::Registry};
+use crate::{
+    alerts::Alerts, analysis::MetricsSource, metrics::OrchestratorMetrics, platform::Platform,
+    registry::Registry,
+};
 
 #[derive(Debug, Clone)]
 pub struct Context {
@@ -18,7 +21,11 @@ pub struct Context {
     /// How long after a revision was replaced a rollback to it takes the emergency path.
     pub rollback_window: Duration,
     /// Where the analysis gate reads its figures.
-    pub metrics: MetricsSource,
+    pub analysis_source: MetricsSource,
+    /// What this orchestrator exposes at `/metrics`.
+    pub metrics: OrchestratorMetrics,
+    /// Where rollout events are posted.
+    pub alerts: Alerts,
     /// Wakes the supervisor (a rollout was created here).
     pub wake: Arc<Notify>,
 }

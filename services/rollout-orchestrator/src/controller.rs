@@ -66,6 +66,18 @@ pub struct Controller {
     /// The span of the step being carried out (or of the abort), a child of the call that
     /// started the rollout; ended when the rollout moves on.
     step_span: Option<(SpanKey, tracing::Span)>,
+    /// What the next committed write counts in the metrics; dropped with the write if it loses
+    /// a race, since the tick is then redone.
+    observations: Vec<Observation>,
+    /// The sequence number of the last event handed to the webhooks.
+    notified_through: u64,
+}
+
+/// Something the metrics count once the write recording it commits.
+#[derive(Debug, Clone, Copy)]
+enum Observation {
+    StepDone(PlanStep, Duration),
+    Aborted(Gate),
 }
 
 /// What a step span covers: a plan step, or the abort.
@@ -90,7 +102,7 @@ impl Controller {
     pub fn new(ctx: Context, rollout: Rollout) -> Self {
         let analyzer = Analyzer::new(
             rollout.analysis,
-            ctx.metrics.clone(),
+            ctx.analysis_source.clone(),
             rollout.service.clone(),
         );
         Self {
@@ -107,6 +119,8 @@ impl Controller {
             launched: HashMap::new(),
             exited: Vec::new(),
             step_span: None,
+            observations: Vec::new(),
+            notified_through: 0,
         }
     }
 
@@ -156,6 +170,17 @@ impl Controller {
         let health_changed = self.health.changed();
         let resumed = self.rollout.owner.as_deref() != Some(self.ctx.holder.as_str())
             && self.rollout.generation > 1;
+        // A new rollout's events all go to the webhooks; one taken over has had its earlier
+        // events sent by the orchestrator that wrote them.
+        if self.rollout.generation > 1 {
+            self.notified_through = self
+                .ctx
+                .store
+                .rollout_events(&self.rollout.id, 0)
+                .await?
+                .last()
+                .map_or(0, |event| event.sequence);
+        }
         self.rollout.owner = Some(self.ctx.holder.clone());
         let message = if resumed {
             format!(
@@ -169,6 +194,7 @@ impl Controller {
         };
         self.event(EventKind::OwnerChanged, message, None);
         self.save_or_reload().await?;
+        self.notify_new_events().await;
 
         while self.rollout.state.is_active() {
             self.renew_lease().await?;
@@ -187,6 +213,7 @@ impl Controller {
                 tracing::warn!(rollout = %self.rollout.id, %error, "tick failed; trying again");
             }
             self.save_or_reload().await?;
+            self.notify_new_events().await;
             if !self.rollout.state.is_active() {
                 break;
             }
@@ -198,7 +225,10 @@ impl Controller {
                 }
                 change = changes.recv() => match change {
                     Ok(RolloutChange::Rollout(id)) if id != self.rollout.id => {}
-                    _ => self.reload().await?,
+                    _ => {
+                        self.reload().await?;
+                        self.notify_new_events().await;
+                    }
                 },
                 () = health_changed.notified() => {}
                 () = tokio::time::sleep(wait) => {}
@@ -286,17 +316,45 @@ impl Controller {
             Ok(stored) => {
                 self.rollout = stored;
                 self.events.clear();
+                for observation in self.observations.drain(..) {
+                    match observation {
+                        Observation::StepDone(step, took) => self.ctx.metrics.step_done(step, took),
+                        Observation::Aborted(gate) => self.ctx.metrics.aborted(gate),
+                    }
+                }
                 Ok(())
             }
             Err(StoreError::RolloutConflict { .. }) => {
                 tracing::info!(rollout = %self.rollout.id, "changed by a command; reading it again");
                 self.events.clear();
+                self.observations.clear();
                 self.reload().await
             }
             Err(StoreError::LeaseLost { service, .. }) => {
                 Err(ControllerError::LeaseLost(service.to_string()))
             }
             Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Hands the events stored since the last call to the webhooks (which only queues them).
+    async fn notify_new_events(&mut self) {
+        match self
+            .ctx
+            .store
+            .rollout_events(&self.rollout.id, self.notified_through)
+            .await
+        {
+            Ok(events) => {
+                if let Some(last) = events.last() {
+                    self.notified_through = last.sequence;
+                    self.ctx.alerts.notify(&self.rollout, &events);
+                }
+            }
+            // Tried again after the next write or change.
+            Err(error) => {
+                tracing::warn!(rollout = %self.rollout.id, %error, "reading events for webhooks failed");
+            }
         }
     }
 
@@ -521,6 +579,13 @@ impl Controller {
     }
 
     fn advance(&mut self, done: PlanStep) {
+        let took = Timestamp::now()
+            .millis()
+            .saturating_sub(self.rollout.step_started.millis());
+        self.observations.push(Observation::StepDone(
+            done,
+            Duration::from_millis(u64::try_from(took).unwrap_or(0)),
+        ));
         self.event(
             EventKind::StepCompleted,
             format!("step {} done: {done}", self.rollout.step_index + 1),
@@ -954,6 +1019,9 @@ impl Controller {
         };
         let message = self.rollout.status_message.clone();
         let halt = self.rollout.halt.clone();
+        self.observations.push(Observation::Aborted(
+            halt.as_ref().map_or(Gate::Operator, |h| h.gate),
+        ));
         self.event(EventKind::Aborted, message, halt);
         self.observe().await?;
         Ok(())

@@ -10,6 +10,7 @@
 //! - [`platform`]: where versions run (the local-process driver).
 //! - [`registry`]: versions, instances, consumers and route weights, from the registry.
 
+pub mod alerts;
 pub mod analysis;
 pub mod api;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod controller;
 mod convert;
 pub mod error;
 pub mod health;
+pub mod metrics;
 pub mod plan;
 pub mod platform;
 pub mod preflight;

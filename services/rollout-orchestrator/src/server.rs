@@ -1,5 +1,5 @@
-//! Assembles the orchestrator: store, registry client, platform, supervisor, the gRPC API,
-//! health and reflection.
+//! Assembles the orchestrator: store, registry client, platform, supervisor, webhooks, the gRPC
+//! API, health, reflection and `GET /metrics`.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -8,11 +8,15 @@ use flotilla_store::{PostgresConfig, PostgresStore, RolloutStore, SqliteStore, S
 use tokio::{net::TcpListener, sync::watch};
 use tonic::transport::server::TcpIncoming;
 
+use flotilla_telemetry::metrics::ServerMetrics;
+
 use crate::{
+    alerts::Alerts,
     analysis::MetricsSource,
     api::OrchestratorApi,
     config::{Config, PlatformKind},
     context::Context,
+    metrics::OrchestratorMetrics,
     platform::{DockerConfig, DockerConnectError, DockerPlatform, LocalProcessPlatform, Platform},
     registry::Registry,
     supervisor,
@@ -29,6 +33,8 @@ pub enum ServeError {
     Registry(flotilla_client::RegistryUrlError),
     #[error("the Prometheus URL: {0}")]
     Prometheus(#[from] crate::prometheus::PrometheusUrlError),
+    #[error(transparent)]
+    Webhooks(#[from] crate::alerts::WebhookConfigError),
     #[error("the Docker platform: {0}")]
     Docker(#[from] DockerConnectError),
     #[error("building reflection: {0}")]
@@ -64,7 +70,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let registry = Registry::new(&config.registry).map_err(ServeError::Registry)?;
-    let metrics = config.metrics_source()?;
+    let analysis_source = config.metrics_source()?;
+    let mut exposition = prometheus_client::registry::Registry::default();
+    let metrics = OrchestratorMetrics::register(&mut exposition);
+    let alerts = match config.webhook_settings()? {
+        Some(settings) => Alerts::start(settings, metrics.clone())?,
+        None => Alerts::disabled(),
+    };
     let platform: Arc<dyn Platform> = match config.platform {
         PlatformKind::Local => Arc::new(LocalProcessPlatform::new(
             config.state_dir.clone(),
@@ -88,16 +100,23 @@ pub async fn serve(
         holder: config.holder_id(),
         lease_ttl: config.lease_ttl(),
         rollback_window: ROLLBACK_WINDOW,
+        analysis_source,
         metrics,
+        alerts,
         wake: Arc::default(),
     };
-    let analysis = match &ctx.metrics {
+    let analysis = match &ctx.analysis_source {
         MetricsSource::Instances => "instances' /metrics".to_owned(),
         MetricsSource::Prometheus(prometheus) => format!("Prometheus at {}", prometheus.url()),
     };
-    tracing::info!(holder = %ctx.holder, registry = %config.registry, platform = ctx.platform.name(), %analysis, "orchestrator starting");
+    tracing::info!(holder = %ctx.holder, registry = %config.registry, platform = ctx.platform.name(), %analysis, webhooks = ?config.webhooks, "orchestrator starting");
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(
+        ctx.metrics
+            .clone()
+            .follow_rollouts(ctx.store.clone(), stop_rx.clone()),
+    );
     let supervisor = tokio::spawn(supervisor::supervise(ctx.clone(), stop_rx.clone()));
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -118,8 +137,12 @@ pub async fn serve(
         let _ = stop_tx.send(true);
         let _ = draining_tx.send(());
     };
+    let call_metrics = ServerMetrics::with_registry(exposition, env!("CARGO_PKG_VERSION"));
     let server = tonic::transport::Server::builder()
+        // Prometheus scrapes `/metrics` over HTTP/1.1 on the gRPC port; gRPC stays HTTP/2.
+        .accept_http1(true)
         .layer(flotilla_telemetry::propagation::TraceLayer)
+        .layer(call_metrics.layer())
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

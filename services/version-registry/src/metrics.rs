@@ -7,29 +7,26 @@
 //! | [`WATCHERS`] | gauge | `service`: open WatchEndpoints streams on this replica |
 //!
 //! Versions and instances come from the store's census, read again after the store announces a
-//! change (coalesced over [`CENSUS_SETTLE`]) and every [`CENSUS_INTERVAL`] in any case (a lease
+//! change (a burst of changes costs one read) and every [`CENSUS_INTERVAL`] in any case (a lease
 //! lapses without an announcement until the reaper marks it). Watchers are counted in this
 //! process as streams open and close, so each replica reports its own.
 
 use std::{sync::Arc, time::Duration};
 
 use flotilla_model::{ServiceName, Timestamp};
-use flotilla_store::{Change, RegistryStore};
-use flotilla_telemetry::snapshot_gauges::SnapshotGauges;
+use flotilla_store::RegistryStore;
+use flotilla_telemetry::snapshot_gauges::{SnapshotGauges, refresh_on_change};
 use prometheus_client::{
     metrics::{family::Family, gauge::Gauge},
     registry::Registry,
 };
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
 pub const VERSIONS: &str = "flotilla_registry_versions";
 pub const INSTANCES: &str = "flotilla_registry_instances";
 pub const WATCHERS: &str = "flotilla_registry_watchers";
 /// The longest the census goes unread.
 pub const CENSUS_INTERVAL: Duration = Duration::from_secs(10);
-/// How long after a change the census waits for more changes before reading: a burst of
-/// heartbeats and registrations costs one read.
-pub const CENSUS_SETTLE: Duration = Duration::from_millis(100);
 
 type ServiceLabel = [(&'static str, String); 1];
 
@@ -79,14 +76,11 @@ impl RegistryMetrics {
         WatcherGuard { gauge }
     }
 
-    /// Reads the census now and whenever the store changes, until `stop` turns true.
-    pub async fn follow_census(
-        self,
-        store: Arc<dyn RegistryStore>,
-        mut stop: watch::Receiver<bool>,
-    ) {
-        let mut changes = store.subscribe();
-        loop {
+    /// Reads the census now, after every change the store announces and every
+    /// [`CENSUS_INTERVAL`], until `stop` turns true.
+    pub async fn follow_census(self, store: Arc<dyn RegistryStore>, stop: watch::Receiver<bool>) {
+        let changes = store.subscribe();
+        refresh_on_change(changes, CENSUS_INTERVAL, stop, || async {
             match store.census(Timestamp::now()).await {
                 Ok(census) => {
                     self.versions.replace(census.versions.into_iter().map(
@@ -108,19 +102,8 @@ impl RegistryMetrics {
                 }
                 Err(error) => tracing::warn!(%error, "reading the census for metrics failed"),
             }
-            tokio::select! {
-                _ = crate::stop::stopped(&mut stop) => return,
-                _ = tokio::time::sleep(CENSUS_INTERVAL) => {}
-                change = changes.recv() => {
-                    if let Err(broadcast::error::RecvError::Closed) = change {
-                        return;
-                    }
-                    tokio::time::sleep(CENSUS_SETTLE).await;
-                    // Everything announced by now is in the next read.
-                    while let Ok(Change::Service(_) | Change::All) | Err(broadcast::error::TryRecvError::Lagged(_)) = changes.try_recv() {}
-                }
-            }
-        }
+        })
+        .await;
     }
 }
 

@@ -5,7 +5,8 @@
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Object, Transaction};
 use flotilla_model::{
-    NewRolloutEvent, Revision, Rollout, RolloutEvent, RolloutId, ServiceName, Timestamp,
+    NewRolloutEvent, Revision, Rollout, RolloutEvent, RolloutId, RolloutState, ServiceName,
+    Timestamp,
 };
 use tokio::sync::broadcast;
 use tokio_postgres::Row;
@@ -499,6 +500,25 @@ impl RolloutStore for PostgresStore {
         .await?
         .map(|row| col(&row, 0))
         .transpose()
+    }
+
+    async fn count_rollouts(&self) -> Result<Vec<(RolloutState, u64)>, StoreError> {
+        let client = self.client().await?;
+        let rows = query(
+            &client,
+            "SELECT state, COUNT(*) FROM rollouts GROUP BY state",
+            &[],
+        )
+        .await?;
+        let mut counts = Vec::new();
+        for row in &rows {
+            counts.push((
+                records::parse_rollout_state(col(row, 0)?)?,
+                records::stored_count("rollout count", col(row, 1)?)?,
+            ));
+        }
+        counts.sort_by_key(|(state, _)| *state as u8);
+        Ok(counts)
     }
 
     fn subscribe_rollouts(&self) -> broadcast::Receiver<RolloutChange> {

@@ -3,7 +3,8 @@
 
 use async_trait::async_trait;
 use flotilla_model::{
-    NewRolloutEvent, Revision, Rollout, RolloutEvent, RolloutId, ServiceName, Timestamp,
+    NewRolloutEvent, Revision, Rollout, RolloutEvent, RolloutId, RolloutState, ServiceName,
+    Timestamp,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use tokio::sync::broadcast;
@@ -427,6 +428,27 @@ impl RolloutStore for SqliteStore {
                     |row| row.get(0),
                 )
                 .optional()?)
+        })
+        .await
+    }
+
+    async fn count_rollouts(&self) -> Result<Vec<(RolloutState, u64)>, StoreError> {
+        self.read(|conn| {
+            let mut statement =
+                conn.prepare_cached("SELECT state, COUNT(*) FROM rollouts GROUP BY state")?;
+            let rows = statement.query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            })?;
+            let mut counts = Vec::new();
+            for row in rows {
+                let (state, count) = row?;
+                counts.push((
+                    records::parse_rollout_state(&state)?,
+                    records::stored_count("rollout count", count)?,
+                ));
+            }
+            counts.sort_by_key(|(state, _)| *state as u8);
+            Ok(counts)
         })
         .await
     }

@@ -73,6 +73,7 @@ contract!(
     leases_are_taken_renewed_and_released,
     concurrent_lease_takers_have_one_winner,
     committed_rollout_changes_are_announced_and_failed_ones_are_not,
+    rollouts_are_counted_by_state,
     ],
 );
 

@@ -1021,3 +1021,37 @@ pub async fn committed_rollout_changes_are_announced_and_failed_ones_are_not(sto
         "rollouts are not announced as registry changes"
     );
 }
+
+pub async fn rollouts_are_counted_by_state(store: &Store) {
+    assert_eq!(store.count_rollouts().await.unwrap(), []);
+    let mut stored = Vec::new();
+    for (n, service) in [(1, "greeter"), (2, "ledger"), (3, "frontend")] {
+        stored.push(
+            store
+                .create_rollout(&rollout(n, service, "1.1.0", at(n as i64)), &[])
+                .await
+                .unwrap(),
+        );
+    }
+    store
+        .update_rollout(
+            &moved(&stored[0], RolloutState::Succeeded),
+            &[],
+            None,
+            at(10),
+        )
+        .await
+        .unwrap();
+    store
+        .update_rollout(&moved(&stored[1], RolloutState::Paused), &[], None, at(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.count_rollouts().await.unwrap(),
+        [
+            (RolloutState::Progressing, 1),
+            (RolloutState::Paused, 1),
+            (RolloutState::Succeeded, 1),
+        ]
+    );
+}
