@@ -7,6 +7,7 @@ pub mod otlp;
 pub mod peers;
 pub mod process;
 pub mod rollout;
+pub mod webhook;
 
 /// PostgreSQL test databases, shared with the store's contract suite.
 pub use flotilla_store::testing as postgres;
