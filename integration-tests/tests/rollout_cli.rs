@@ -93,6 +93,51 @@ async fn an_operator_drives_rollouts_with_the_cli() {
     assert_eq!(started["from_version"], "1.0.0");
     cli.wait_for_pause(&id);
 
+    // Explain says where it waits and why, with every gate, and checks the instances now.
+    let explained = cli.run(&["explain", &id]);
+    assert!(explained.status.success(), "{}", text(&explained));
+    let report = String::from_utf8_lossy(&explained.stdout);
+    assert!(
+        report.contains(
+            "PROGRESSING at step 4 of 6 (pause until promoted): waiting for an operator's Promote"
+        ),
+        "{report}"
+    );
+    assert!(report.contains("Traffic: 1.0.0 50%, 1.1.0 50%"), "{report}");
+    for gate in [
+        "LIFECYCLE",
+        "COMPATIBILITY",
+        "CONSUMER",
+        "HEALTH",
+        "ANALYSIS",
+        "PROGRESS_DEADLINE",
+        "PLATFORM",
+        "OPERATOR",
+    ] {
+        assert!(report.contains(gate), "{gate} missing from:\n{report}");
+    }
+    assert!(
+        report.contains("serving_instances[1.1.0]=1 (limit 1)"),
+        "{report}"
+    );
+    let explanation = cli.json(&["explain", &id, "--events", "3"]);
+    assert_eq!(
+        explanation["recent_events"].as_array().map(Vec::len),
+        Some(3)
+    );
+    let instances = explanation["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 2, "{explanation:#}");
+    for instance in instances {
+        assert_eq!(instance["checked_health"], "SERVING", "{explanation:#}");
+    }
+    let bad = cli.run(&["explain", "not-an-id"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("id"),
+        "{}",
+        text(&bad)
+    );
+
     let paused = cli.run(&["pause", &id, "--reason", "checking dashboards"]);
     assert!(paused.status.success(), "{}", text(&paused));
     assert_eq!(cli.state(&id), "ROLLOUT_STATE_PAUSED");
@@ -136,6 +181,11 @@ async fn an_operator_drives_rollouts_with_the_cli() {
         "{}",
         text(&watched)
     );
+    let explained = cli.run(&["explain", &second_id]);
+    let report = String::from_utf8_lossy(&explained.stdout);
+    assert!(report.contains("ABORTED at step"), "{}", text(&explained));
+    assert!(report.contains("the OPERATOR gate stopped it"), "{report}");
+    assert!(report.contains("enough"), "{report}");
     let again = cli.run(&["abort", &second_id]);
     assert_eq!(again.status.code(), Some(2), "{}", text(&again));
     assert!(

@@ -47,6 +47,7 @@ enum Received {
     Abort(pb::AbortRequest),
     Rollback(pb::RollbackRequest),
     Revisions(pb::ListRevisionsRequest),
+    Explain(pb::ExplainRolloutRequest),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -378,6 +379,57 @@ impl Orchestrator for StandIn {
             rollback_to_revision: request.revision.max(1),
             skip_analysis: true,
             ..rollout(SUCCEEDS, "1.0.0", pb::RolloutState::Progressing)
+        }))
+    }
+
+    async fn explain_rollout(
+        &self,
+        request: Request<pb::ExplainRolloutRequest>,
+    ) -> Result<Response<pb::RolloutExplanation>, Status> {
+        let request = request.into_inner();
+        self.record(Received::Explain(request.clone()));
+        if request.id != ABORTS {
+            return Err(not_found(&request.id));
+        }
+        let halt = analysis_halt();
+        Ok(Response::new(pb::RolloutExplanation {
+            rollout: Some(rollout(ABORTS, "1.1.1", pb::RolloutState::Aborted)),
+            summary: "ABORTED at step 2 of 3 (weight 10% to the new version): the ANALYSIS gate \
+                      stopped it. All traffic is on 1.0.0."
+                .into(),
+            gates: vec![
+                pb::GateResult {
+                    gate: pb::Gate::Health.into(),
+                    verdict: "PASSED".into(),
+                    message: "1 of 1 new instance SERVING".into(),
+                    ..Default::default()
+                },
+                pb::GateResult {
+                    gate: pb::Gate::Analysis.into(),
+                    verdict: "FAILED".into(),
+                    message: halt.message.clone(),
+                    figures: halt.figures.clone(),
+                    query: halt.query.clone(),
+                    time: halt.time,
+                },
+            ],
+            recent_events: vec![event(
+                3,
+                "ABORTED",
+                "analysis failed; all traffic back on 1.0.0",
+                1,
+            )],
+            instances: vec![pb::InstanceHealth {
+                instance: Some(pb::InstanceStatus {
+                    handle: "4242".into(),
+                    version: "1.0.0".into(),
+                    address: "127.0.0.1:7001".into(),
+                    role: "stable".into(),
+                    health: "SERVING".into(),
+                }),
+                checked_health: "UNREACHABLE".into(),
+                error: "connecting to 127.0.0.1:7001: Connection refused".into(),
+            }],
         }))
     }
 
@@ -856,4 +908,57 @@ async fn an_unreachable_orchestrator_and_a_usage_error_exit_2_before_any_rpc() {
         Some("--steps is for --strategy canary, not rolling")
     );
     assert!(stand_in.received.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn explain_prints_the_summary_gates_instances_and_events() {
+    let (url, stand_in) = serve().await;
+    let run = flotilla(&url, &["explain", ABORTS, "--events", "5"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        stand_in.received.lock().unwrap().as_slice(),
+        &[Received::Explain(pb::ExplainRolloutRequest {
+            id: ABORTS.into(),
+            event_limit: 5
+        })]
+    );
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines[0], format!("rollout {ABORTS}: greeter 1.0.0 → 1.1.1"));
+    assert!(
+        lines[1].starts_with("  ABORTED at step 2 of 3"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(lines[2], "  gates");
+    assert_eq!(
+        lines[3],
+        "    HEALTH    PASSED        1 of 1 new instance SERVING"
+    );
+    assert_eq!(
+        lines[4],
+        "    ANALYSIS  FAILED        error ratio of 1.1.0 exceeds 1.0.0's by more than 0.01"
+    );
+    assert_eq!(
+        lines[5],
+        "                              error_ratio[1.1.0]=0.2 (limit 0.0105)"
+    );
+    assert!(
+        run.stdout.contains(
+            "    1.0.0 stable 127.0.0.1:7001        SERVING / UNREACHABLE (connecting to \
+             127.0.0.1:7001: Connection refused)"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("  last events\n"), "{}", run.stdout);
+    assert!(run.stdout.contains("ABORTED"), "{}", run.stdout);
+
+    let json = flotilla(&url, &["--format", "json", "explain", ABORTS]).await;
+    let value: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(value["gates"][1]["gate"], "GATE_ANALYSIS");
+    assert_eq!(value["gates"][1]["figures"][0]["value"], 0.2);
+    assert_eq!(value["instances"][0]["checked_health"], "UNREACHABLE");
+
+    let missing = flotilla(&url, &["explain", SUCCEEDS]).await;
+    assert_eq!(missing.code, 2, "{missing:?}");
 }

@@ -54,10 +54,7 @@ pub enum ClientError {
 
 /// `head` followed by each cause beneath it, as "head: cause: cause". A transport error's own
 /// text is only "transport error"; what went wrong is in its sources.
-pub(crate) fn with_causes(
-    head: &str,
-    mut source: Option<&(dyn std::error::Error + 'static)>,
-) -> String {
+pub fn with_causes(head: &str, mut source: Option<&(dyn std::error::Error + 'static)>) -> String {
     let mut text = head.to_owned();
     while let Some(cause) = source {
         text.push_str(": ");

@@ -45,7 +45,7 @@ mod snapshot;
 pub use answered_by::{AnsweredBy, INSTANCE_HEADER, SCHEMA_HEADER, VERSION_HEADER, answered_by};
 pub use builder::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RETRIES, FleetClient, FleetClientBuilder};
 pub use channel::FleetChannel;
-pub use error::ClientError;
+pub use error::{ClientError, with_causes};
 pub use future::{BoxError, ResponseFuture};
 pub use registry_channel::{RegistryChannel, RegistryUrlError};
 pub use snapshot::{EndpointView, Snapshot};

@@ -1,4 +1,5 @@
-//! Schemas built in code, for tests and benchmarks of every crate (feature `fixtures`).
+//! Schemas and rollouts built in code, for tests and benchmarks of every crate (feature
+//! `fixtures`).
 
 use prost::Message;
 use prost_types::{
@@ -73,6 +74,59 @@ pub fn greeter_schema_bytes(extra_fields: u32) -> Vec<u8> {
 pub fn greeter_schema(extra_fields: u32) -> Schema {
     Schema::from_bytes(&greeter_schema_bytes(extra_fields))
         .expect("the greeter fixture is a valid schema")
+}
+
+/// A canary rollout of greeter from 1.0.0 to 1.1.0 (2 replicas), PROGRESSING at its first step,
+/// created at `now`: weight 0, run 1 new instance, weight 50%, pause until promoted, weight 100%,
+/// no stable instances.
+pub fn canary_rollout(now: crate::Timestamp) -> crate::Rollout {
+    use crate::{
+        AnalysisSpec, CanaryStep, PlanStep, Rollout, RolloutId, RolloutState, ServiceName,
+        Strategy, Version,
+    };
+    Rollout {
+        id: RolloutId::from_trusted("0f8fad5b-d9cb-469f-a165-70867728950e".into()),
+        service: ServiceName::parse("service", "greeter").expect("a valid name"),
+        from_version: Some(Version::new(1, 0, 0)),
+        to_version: Version::new(1, 1, 0),
+        strategy: Strategy::Canary {
+            steps: vec![
+                CanaryStep::SetWeight(50),
+                CanaryStep::Pause { duration_ms: None },
+            ],
+        },
+        replicas: 2,
+        stable_replicas: 2,
+        analysis: AnalysisSpec::default(),
+        health_deadline_ms: 20_000,
+        progress_deadline_ms: 600_000,
+        skip_analysis: false,
+        plan: vec![
+            PlanStep::SetWeight(0),
+            PlanStep::ScaleNew(1),
+            PlanStep::SetWeight(50),
+            PlanStep::Pause { duration_ms: None },
+            PlanStep::SetWeight(100),
+            PlanStep::ScaleStable(0),
+        ],
+        state: RolloutState::Progressing,
+        step_index: 0,
+        step_started: now,
+        pause_until: None,
+        promotion: None,
+        halt: None,
+        instances: Vec::new(),
+        weights: Vec::new(),
+        last_analysis: None,
+        revision: 0,
+        rollback_to_revision: None,
+        owner: Some("orchestrator-a".into()),
+        status_message: "step 1: weight 0% to the new version".into(),
+        created: now,
+        updated: now,
+        generation: 1,
+        trace_parent: None,
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use futures::Stream;
 use tokio::sync::{broadcast, mpsc, watch};
 use tonic::{Request, Response, Status};
 
-use crate::{context::Context, convert, error::ApiError, plan, preflight};
+use crate::{context::Context, convert, error::ApiError, explain, plan, preflight};
 
 /// How often a command retries after losing a race with the controller's write.
 const COMMAND_ATTEMPTS: usize = 10;
@@ -621,6 +621,65 @@ impl Orchestrator for OrchestratorApi {
             .map_err(ApiError::from)?;
         Ok(Response::new(pb::ListRevisionsResponse {
             revisions: revisions.iter().map(convert::revision).collect(),
+        }))
+    }
+
+    async fn explain_rollout(
+        &self,
+        request: Request<pb::ExplainRolloutRequest>,
+    ) -> Result<Response<pb::RolloutExplanation>, Status> {
+        let request = request.into_inner();
+        let id = RolloutId::parse("id", &request.id).map_err(ApiError::from)?;
+        let limit = match request.event_limit {
+            0 => 10,
+            n @ 1..=100 => n as usize,
+            n => {
+                return Err(ApiError::Invalid(flotilla_model::InvalidField::new(
+                    "event_limit",
+                    format!("{n} is more than 100"),
+                ))
+                .into());
+            }
+        };
+        let rollout = self
+            .ctx
+            .store
+            .get_rollout(&id)
+            .await
+            .map_err(ApiError::from)?;
+        let mut events = self
+            .ctx
+            .store
+            .rollout_events(&id, 0)
+            .await
+            .map_err(ApiError::from)?;
+        let recent = events.split_off(events.len().saturating_sub(limit));
+        let checked = futures::future::join_all(
+            rollout
+                .instances
+                .iter()
+                .map(|instance| explain::check_health(&instance.address)),
+        )
+        .await;
+        let now = Timestamp::now();
+        Ok(Response::new(pb::RolloutExplanation {
+            summary: explain::summary(&rollout, now),
+            gates: explain::gates(&rollout, now)
+                .iter()
+                .map(convert::gate_result)
+                .collect(),
+            recent_events: recent.iter().map(convert::event).collect(),
+            instances: rollout
+                .instances
+                .iter()
+                .zip(checked)
+                .map(|(instance, (checked_health, error))| pb::InstanceHealth {
+                    instance: Some(convert::instance(instance)),
+                    checked_health,
+                    error: error.unwrap_or_default(),
+                })
+                .collect(),
+            rollout: Some(convert::rollout(&rollout)),
         }))
     }
 }

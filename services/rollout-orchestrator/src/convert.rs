@@ -4,12 +4,15 @@
 use std::time::Duration;
 
 use flotilla_model::{
-    AnalysisSpec, AnalysisView, CanaryStep, Figure, Gate, Halt, InvalidField, PlanStep, Revision,
-    Rollout, RolloutEvent, RolloutState, Strategy, Timestamp,
+    AnalysisSpec, AnalysisView, CanaryStep, Figure, Gate, Halt, InstanceView, InvalidField,
+    PlanStep, Revision, Rollout, RolloutEvent, RolloutState, Strategy, Timestamp,
 };
 use flotilla_proto::rollout::v1 as pb;
 
-use crate::plan::{DEFAULT_ROLLBACK_WINDOW_MS, default_canary_steps};
+use crate::{
+    explain::GateResult,
+    plan::{DEFAULT_ROLLBACK_WINDOW_MS, default_canary_steps},
+};
 
 pub const DEFAULT_HEALTH_DEADLINE_MS: u64 = 30_000;
 pub const DEFAULT_PROGRESS_DEADLINE_MS: u64 = 600_000;
@@ -356,17 +359,7 @@ pub fn rollout(r: &Rollout) -> pb::Rollout {
         plan: r.plan.iter().map(plan_step).collect(),
         step_index: r.step_index,
         halt: r.halt.as_ref().map(halt),
-        instances: r
-            .instances
-            .iter()
-            .map(|i| pb::InstanceStatus {
-                handle: i.handle.clone(),
-                version: i.version.to_string(),
-                address: i.address.clone(),
-                role: i.role.as_str().into(),
-                health: i.health.as_str().into(),
-            })
-            .collect(),
+        instances: r.instances.iter().map(instance).collect(),
         weights: r
             .weights
             .iter()
@@ -386,6 +379,27 @@ pub fn rollout(r: &Rollout) -> pb::Rollout {
         health_deadline: Some(duration(r.health_deadline_ms)),
         progress_deadline: Some(duration(r.progress_deadline_ms)),
         skip_analysis: r.skip_analysis,
+    }
+}
+
+pub fn instance(i: &InstanceView) -> pb::InstanceStatus {
+    pb::InstanceStatus {
+        handle: i.handle.clone(),
+        version: i.version.to_string(),
+        address: i.address.clone(),
+        role: i.role.as_str().into(),
+        health: i.health.as_str().into(),
+    }
+}
+
+pub fn gate_result(g: &GateResult) -> pb::GateResult {
+    pb::GateResult {
+        gate: gate(g.gate) as i32,
+        verdict: g.verdict.as_str().into(),
+        message: g.message.clone(),
+        figures: g.figures.iter().map(figure).collect(),
+        query: g.query.clone(),
+        time: g.time.map(timestamp),
     }
 }
 

@@ -18,6 +18,7 @@ pub mod context;
 pub mod controller;
 mod convert;
 pub mod error;
+pub mod explain;
 pub mod health;
 pub mod metrics;
 pub mod plan;

@@ -192,6 +192,28 @@ fn analysis_result(a: &pb::AnalysisResult) -> Value {
     })
 }
 
+/// An ExplainRollout answer.
+pub fn explanation(e: &pb::RolloutExplanation) -> Value {
+    json!({
+        "rollout": e.rollout.as_ref().map(rollout),
+        "summary": e.summary,
+        "gates": e.gates.iter().map(|g| json!({
+            "gate": enum_name(pb::Gate::try_from(g.gate).map(|g| g.as_str_name()), g.gate),
+            "verdict": g.verdict,
+            "message": g.message,
+            "figures": g.figures.iter().map(figure).collect::<Vec<_>>(),
+            "query": g.query,
+            "time": g.time.as_ref().map(timestamp),
+        })).collect::<Vec<_>>(),
+        "recent_events": e.recent_events.iter().map(event).collect::<Vec<_>>(),
+        "instances": e.instances.iter().map(|i| json!({
+            "instance": i.instance.as_ref().map(instance),
+            "checked_health": i.checked_health,
+            "error": i.error,
+        })).collect::<Vec<_>>(),
+    })
+}
+
 /// Proto3 JSON writes an enum value it does not know as its number.
 fn enum_name<E>(name: Result<&'static str, E>, number: i32) -> Value {
     match name {

@@ -84,6 +84,12 @@ pub enum RolloutCommand {
     ///
     /// A revision is a version that a rollout brought to full traffic.
     Revisions(ServiceArgs),
+    /// Tell why a rollout is where it is.
+    ///
+    /// A summary of where it is and what happens next, every gate's result with its figures and
+    /// query, the last events, and each instance's grpc.health.v1 status checked now beside the
+    /// status its orchestrator last saw.
+    Explain(ExplainArgs),
 }
 
 /// Which strategy a rollout uses.
@@ -233,6 +239,15 @@ pub struct RollbackArgs {
     /// Follow the rollback once started, as `flotilla rollout watch` does.
     #[arg(long)]
     pub watch: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The rollout's id.
+    pub id: String,
+    /// How many of the last events to show (1 to 100).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub events: u32,
 }
 
 #[derive(Debug, Args)]
@@ -405,6 +420,23 @@ pub async fn run(
             let text = match format {
                 OutputFormat::Text => render::revision_table(service, &revisions),
                 OutputFormat::Json => json::pretty(&json::revisions(&revisions)),
+            };
+            write(out, &text)?;
+            Ok(Outcome::Done)
+        }
+        RolloutCommand::Explain(ExplainArgs { id, events }) => {
+            let explanation = client()
+                .await?
+                .explain_rollout(pb::ExplainRolloutRequest {
+                    id: id.clone(),
+                    event_limit: *events,
+                })
+                .await
+                .map_err(rpc("ExplainRollout"))?
+                .into_inner();
+            let text = match format {
+                OutputFormat::Text => render::explanation(&explanation, console.style),
+                OutputFormat::Json => json::pretty(&json::explanation(&explanation)),
             };
             write(out, &text)?;
             Ok(Outcome::Done)

@@ -1,7 +1,4 @@
-use flotilla_model::{
-    AnalysisSpec, Figure, Gate, Halt, PlanStep, RolloutId, RolloutState, ServiceName, Strategy,
-    Timestamp, Version,
-};
+use flotilla_model::{Figure, Gate, Halt, RolloutState, Timestamp};
 
 use super::*;
 
@@ -129,36 +126,7 @@ fn payloads_carry_the_event_the_rollout_and_the_halts_figures() {
 }
 
 fn aborted_rollout() -> Rollout {
-    let now = Timestamp(1_764_979_200_000);
-    Rollout {
-        id: RolloutId::from_trusted("0f8fad5b-d9cb-469f-a165-70867728950e".into()),
-        service: ServiceName::parse("service", "greeter").unwrap(),
-        from_version: Some(Version::new(1, 0, 0)),
-        to_version: Version::new(1, 2, 0),
-        strategy: Strategy::Immediate,
-        replicas: 2,
-        stable_replicas: 2,
-        analysis: AnalysisSpec::default(),
-        health_deadline_ms: 20_000,
-        progress_deadline_ms: 60_000,
-        skip_analysis: false,
-        plan: vec![PlanStep::ScaleNew(1), PlanStep::SetWeight(10)],
-        state: RolloutState::Aborted,
-        step_index: 1,
-        step_started: now,
-        pause_until: None,
-        promotion: None,
-        halt: None,
-        instances: Vec::new(),
-        weights: Vec::new(),
-        last_analysis: None,
-        revision: 0,
-        rollback_to_revision: None,
-        owner: None,
-        status_message: "aborted; all traffic on 1.0.0".into(),
-        created: now,
-        updated: now,
-        generation: 5,
-        trace_parent: None,
-    }
+    let mut rollout = flotilla_model::fixtures::canary_rollout(Timestamp(1_764_979_200_000));
+    rollout.state = RolloutState::Aborted;
+    rollout
 }
