@@ -12,7 +12,7 @@ use opentelemetry::{KeyValue, trace::TracerProvider as _};
 use opentelemetry_sdk::{
     Resource,
     propagation::TraceContextPropagator,
-    trace::{SdkTracerProvider, Tracer},
+    trace::{Sampler, SdkTracerProvider, Tracer},
 };
 use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
 
@@ -92,9 +92,17 @@ impl Drop for TelemetryGuard {
     }
 }
 
+/// The standard variable naming the sampler; when set it overrides a process's default.
+pub const SAMPLER_ENV: &str = "OTEL_TRACES_SAMPLER";
+
 /// The tracer provider for `identity`: exporting over OTLP when the endpoint is set, otherwise
-/// only giving spans their trace context.
-pub fn tracer_provider(identity: &ProcessIdentity) -> Result<SdkTracerProvider, TelemetryError> {
+/// only giving spans their trace context. Unless `OTEL_TRACES_SAMPLER` says otherwise, a span
+/// whose caller sent a trace context follows the caller's sampling decision, and one that starts
+/// a trace is sampled at `root_ratio` (1.0: every one).
+pub fn tracer_provider(
+    identity: &ProcessIdentity,
+    root_ratio: f64,
+) -> Result<SdkTracerProvider, TelemetryError> {
     let resource = Resource::builder()
         .with_service_name(identity.service.clone())
         .with_attributes([
@@ -102,7 +110,12 @@ pub fn tracer_provider(identity: &ProcessIdentity) -> Result<SdkTracerProvider, 
             KeyValue::new("service.instance.id", identity.instance.clone()),
         ])
         .build();
-    let builder = SdkTracerProvider::builder().with_resource(resource);
+    let mut builder = SdkTracerProvider::builder().with_resource(resource);
+    if std::env::var_os(SAMPLER_ENV).is_none() && root_ratio < 1.0 {
+        builder = builder.with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+            root_ratio,
+        ))));
+    }
     let builder = match std::env::var(OTLP_ENDPOINT_ENV) {
         Ok(endpoint) if !endpoint.trim().is_empty() => {
             let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -130,19 +143,83 @@ where
         .with_tracked_inactivity(false)
 }
 
-/// Installs logging and tracing for the process; keep the guard until `main` returns.
+/// Span fields that are for trace backends only (OpenTelemetry's span kind and the RPC semantic
+/// conventions, which `otel.name` already sums up): text logs leave them out, so that a line in
+/// a call reads `grpc.server{otel.name=pkg.Service/Method trace_id=…}: …`. JSON logs keep all.
+pub const FIELDS_LEFT_OUT_OF_TEXT_LOGS: [&str; 4] =
+    ["otel.kind", "rpc.system", "rpc.service", "rpc.method"];
+
+/// The default text field format (`name=value`, the message bare, strings quoted with `Debug`)
+/// without [`FIELDS_LEFT_OUT_OF_TEXT_LOGS`].
+struct TextFields;
+
+impl<'writer> tracing_subscriber::fmt::FormatFields<'writer> for TextFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        writer: tracing_subscriber::fmt::format::Writer<'writer>,
+        fields: R,
+    ) -> std::fmt::Result {
+        let mut visitor = TextFieldVisitor {
+            writer,
+            first: true,
+            result: Ok(()),
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct TextFieldVisitor<'writer> {
+    writer: tracing_subscriber::fmt::format::Writer<'writer>,
+    first: bool,
+    result: std::fmt::Result,
+}
+
+impl tracing::field::Visit for TextFieldVisitor<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.record_debug(field, &value);
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if self.result.is_err() || FIELDS_LEFT_OUT_OF_TEXT_LOGS.contains(&field.name()) {
+            return;
+        }
+        let separator = if self.first { "" } else { " " };
+        self.first = false;
+        self.result = if field.name() == "message" {
+            write!(self.writer, "{separator}{value:?}")
+        } else {
+            write!(self.writer, "{separator}{}={value:?}", field.name())
+        };
+    }
+}
+
+/// Installs logging and tracing for the process, every trace sampled; keep the guard until
+/// `main` returns.
 pub fn init(
     identity: &ProcessIdentity,
     format: LogFormat,
 ) -> Result<TelemetryGuard, TelemetryError> {
+    init_with_root_sampling(identity, format, 1.0)
+}
+
+/// [`init`] for a process whose own root spans are many and each of little interest (the
+/// registry's heartbeats and resolves from untraced callers): traces that start in the process
+/// are sampled at `root_ratio`, while calls that arrive with a trace context (a rollout's, a
+/// traced caller's) are recorded whenever their caller's are. `OTEL_TRACES_SAMPLER` overrides.
+pub fn init_with_root_sampling(
+    identity: &ProcessIdentity,
+    format: LogFormat,
+    root_ratio: f64,
+) -> Result<TelemetryGuard, TelemetryError> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let provider = tracer_provider(identity)?;
+    let provider = tracer_provider(identity, root_ratio)?;
     let tracer = provider.tracer("flotilla");
     // Each layer filters on its own, so quieter logs (RUST_LOG=warn) do not thin out traces.
     let log_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = match format {
-        LogFormat::Text => fmt.with_filter(log_filter).boxed(),
+        LogFormat::Text => fmt.fmt_fields(TextFields).with_filter(log_filter).boxed(),
         LogFormat::Json => fmt.json().with_filter(log_filter).boxed(),
     };
     let trace_filter = EnvFilter::try_from_env(TRACE_FILTER_ENV)
@@ -154,4 +231,90 @@ pub fn init(
         .try_init()
         .map_err(|e| TelemetryError::AlreadyInstalled(e.to_string()))?;
     Ok(TelemetryGuard { provider })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn text_logs_leave_out_the_rpc_conventions_but_keep_the_call_and_trace_id() {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .without_time()
+            .fmt_fields(TextFields)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!(
+                "grpc.server",
+                otel.name = "demo.v1.Things/Get",
+                otel.kind = "server",
+                rpc.system = "grpc",
+                rpc.service = "demo.v1.Things",
+                rpc.method = "Get",
+                trace_id = tracing::field::Empty,
+            );
+            span.record("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736");
+            span.in_scope(|| tracing::info!(thing = "a\"b", count = 3, "found it"));
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text.trim(),
+            "INFO grpc.server{otel.name=\"demo.v1.Things/Get\" trace_id=\"4bf92f3577b34da6a3ce929d0e0e4736\"}: \
+             flotilla_telemetry::traces::tests: found it thing=\"a\\\"b\" count=3"
+        );
+    }
+
+    #[test]
+    fn root_sampling_thins_new_traces_but_follows_a_callers_decision() {
+        use opentelemetry::trace::{
+            Span as _, SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+            Tracer as _,
+        };
+        if std::env::var_os(SAMPLER_ENV).is_some() {
+            return; // The variable overrides what this test checks.
+        }
+        let identity = ProcessIdentity::of("test", "0.0.0");
+        let none_of_the_roots = tracer_provider(&identity, 0.0).unwrap().tracer("test");
+        let root = none_of_the_roots.start("root");
+        assert!(
+            !root.span_context().is_sampled(),
+            "a new trace is dropped at ratio 0"
+        );
+        let caller = opentelemetry::Context::new().with_remote_span_context(SpanContext::new(
+            TraceId::from(7),
+            SpanId::from(9),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        ));
+        let child = none_of_the_roots.start_with_context("call", &caller);
+        assert!(
+            child.span_context().is_sampled(),
+            "a sampled caller's trace is kept"
+        );
+        assert_eq!(child.span_context().trace_id(), TraceId::from(7));
+
+        let every_root = tracer_provider(&identity, 1.0).unwrap().tracer("test");
+        assert!(every_root.start("root").span_context().is_sampled());
+    }
 }

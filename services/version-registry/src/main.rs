@@ -23,13 +23,20 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The share of traces starting at the registry that are sampled, unless `OTEL_TRACES_SAMPLER`
+/// says otherwise.
+const ROOT_SAMPLING_RATIO: f64 = 0.1;
+
 fn init_telemetry(format: LogFormat) -> anyhow::Result<TelemetryGuard> {
     let identity = ProcessIdentity::of("version-registry", env!("CARGO_PKG_VERSION"));
     let format = match format {
         LogFormat::Text => traces::LogFormat::Text,
         LogFormat::Json => traces::LogFormat::Json,
     };
-    traces::init(&identity, format).context("setting up logs and traces")
+    // Heartbeats, resolves and watches from untraced callers would each start a trace of one
+    // span; one in ten is kept. Calls that carry a trace (a rollout's) are kept with it.
+    traces::init_with_root_sampling(&identity, format, ROOT_SAMPLING_RATIO)
+        .context("setting up logs and traces")
 }
 
 async fn shutdown_signal() {
