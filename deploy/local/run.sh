@@ -133,6 +133,11 @@ kill -TERM "$load_pid" 2>/dev/null || true
 wait "$load_pid" 2>/dev/null || true
 echo "   load:"; tail -n 1 "$state_dir/load.out" | sed 's/^/     /'
 
+step "why 1.2.0 was aborted: flotilla rollout explain"
+faulty_id=$("$flotilla" rollout list --service greeter --limit 1 --format json |
+  grep -o '"id": *"[0-9a-f-]*"' | head -n 1 | grep -o '[0-9a-f-]\{36\}')
+"$flotilla" rollout explain "$faulty_id" --events 4
+
 step "revisions of greeter"
 "$flotilla" rollout revisions greeter
 

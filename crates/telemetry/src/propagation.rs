@@ -111,12 +111,20 @@ pub fn server_span(request_headers: &http::HeaderMap, path: &str) -> tracing::Sp
     let parent = extract(request_headers);
     // A caller without a context starts a trace here.
     let _ = span.set_parent(parent);
-    let trace_id = span.context().span().span_context().trace_id();
-    if trace_id != opentelemetry::trace::TraceId::INVALID {
-        span.record("trace_id", tracing::field::display(trace_id));
+    if LOG_TRACE_IDS.load(std::sync::atomic::Ordering::Relaxed) {
+        let trace_id = span.context().span().span_context().trace_id();
+        if trace_id != opentelemetry::trace::TraceId::INVALID {
+            span.record("trace_id", tracing::field::display(trace_id));
+        }
     }
     span
 }
+
+/// Whether [`server_span`] records the `trace_id` field, which exists for log lines (the
+/// exported span has its own trace id). [`crate::traces::init`] clears it when the log filter
+/// can never show an info span's fields, so that no call formats an id nobody reads.
+pub(crate) static LOG_TRACE_IDS: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(true);
 
 /// The server side: every call runs in a [`server_span`].
 #[derive(Debug, Clone, Copy, Default)]

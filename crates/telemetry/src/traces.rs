@@ -217,6 +217,11 @@ pub fn init_with_root_sampling(
     let tracer = provider.tracer("flotilla");
     // Each layer filters on its own, so quieter logs (RUST_LOG=warn) do not thin out traces.
     let log_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs_show_info_spans = log_filter
+        .max_level_hint()
+        .is_none_or(|max| max >= tracing::level_filters::LevelFilter::INFO);
+    crate::propagation::LOG_TRACE_IDS
+        .store(logs_show_info_spans, std::sync::atomic::Ordering::Relaxed);
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = match format {
         LogFormat::Text => fmt.fmt_fields(TextFields).with_filter(log_filter).boxed(),
