@@ -312,6 +312,51 @@ pub async fn follow(
     Ok((rollout, events))
 }
 
+/// Starts a rollout and follows it until it ends (or `timeout`): its last state and every event.
+pub async fn run_to_end(
+    client: &mut OrchestratorClient<Channel>,
+    request: pb::StartRolloutRequest,
+    timeout: Duration,
+) -> anyhow::Result<(pb::Rollout, Vec<pb::RolloutEvent>)> {
+    let started = client.start_rollout(request).await?.into_inner();
+    follow(client, &started.id, timeout).await
+}
+
+/// Polls a rollout until `done` holds for it, and returns it then; an error after `timeout`.
+pub async fn wait_until(
+    client: &mut OrchestratorClient<Channel>,
+    id: &str,
+    timeout: Duration,
+    done: impl Fn(&pb::Rollout) -> bool,
+) -> anyhow::Result<pb::Rollout> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let now = client
+            .get_rollout(pb::GetRolloutRequest { id: id.into() })
+            .await?
+            .into_inner();
+        if done(&now) {
+            return Ok(now);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "rollout {id} not there within {timeout:?}: {} {}",
+                now.state,
+                now.status_message
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// True while the rollout's current step is a pause.
+pub fn at_pause(rollout: &pb::Rollout) -> bool {
+    rollout
+        .plan
+        .get(rollout.step_index as usize)
+        .is_some_and(|step| matches!(step.action, Some(pb::plan_step::Action::Pause(_))))
+}
+
 /// Deploys greeter `version` as the first revision (×`replicas`) and waits until it serves.
 pub async fn deploy(
     fleet: &RolloutFleet,
@@ -321,8 +366,7 @@ pub async fn deploy(
     let mut client = fleet.client(0).await?;
     let mut request = rollout_request(version, canary(&[]));
     request.replicas = replicas;
-    let rollout = client.start_rollout(request).await?.into_inner();
-    let (rollout, _) = follow(&mut client, &rollout.id, Duration::from_secs(60)).await?;
+    let (rollout, _) = run_to_end(&mut client, request, Duration::from_secs(60)).await?;
     if rollout.state != pb::RolloutState::Succeeded as i32 {
         bail!(
             "deploying {version} ended {:?}: {}",

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use flotilla_integration_tests::{
     postgres::{TestDatabase, admin_url},
     rollout::{
-        Load, RolloutFleet, canary, deploy, follow, prost_duration, rollout_request, state, tally,
+        self, Load, RolloutFleet, canary, deploy, follow, prost_duration, rollout_request,
+        run_to_end, state, tally,
     },
 };
 use flotilla_proto::rollout::v1::{
@@ -24,19 +25,9 @@ async fn wait_until(
     id: &str,
     done: impl Fn(&pb::Rollout) -> bool,
 ) -> pb::Rollout {
-    let deadline = Instant::now() + ROLLOUT_TIMEOUT;
-    loop {
-        let now = client
-            .get_rollout(pb::GetRolloutRequest { id: id.into() })
-            .await
-            .unwrap()
-            .into_inner();
-        if done(&now) {
-            return now;
-        }
-        assert!(Instant::now() < deadline, "{}", now.status_message);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    rollout::wait_until(client, id, ROLLOUT_TIMEOUT, done)
+        .await
+        .unwrap()
 }
 
 fn analysis_step(intervals: u32) -> Step {
@@ -117,18 +108,17 @@ async fn a_faulty_release_is_aborted_by_itself_and_traffic_returns_to_stable() {
     let load = Load::start(fleet.frontend_client(frontend).await.unwrap(), 4);
 
     let mut client = fleet.client(0).await.unwrap();
-    let rollout = client
-        .start_rollout(rollout_request(
+    let (rollout, events) = run_to_end(
+        &mut client,
+        rollout_request(
             "1.2.0",
             // A first step of 2%: whatever the timing, at most 2% × 30% of calls can fail.
             canary(&[Step::SetWeight(2), analysis_step(10), Step::SetWeight(100)]),
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    let (rollout, events) = follow(&mut client, &rollout.id, ROLLOUT_TIMEOUT)
-        .await
-        .unwrap();
+        ),
+        ROLLOUT_TIMEOUT,
+    )
+    .await
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let answers = load.stop().await;
 
@@ -199,20 +189,19 @@ async fn an_instance_that_stops_serving_aborts_the_rollout() {
         .unwrap();
     deploy(&fleet, "1.0.0", 1).await.unwrap();
     let mut client = fleet.client(0).await.unwrap();
-    let rollout = client
-        .start_rollout(rollout_request(
+    let (rollout, _) = run_to_end(
+        &mut client,
+        rollout_request(
             "1.2.0",
             canary(&[
                 Step::SetWeight(10),
                 Step::Pause(pb::PauseStep { duration: None }),
             ]),
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    let (rollout, _) = follow(&mut client, &rollout.id, ROLLOUT_TIMEOUT)
-        .await
-        .unwrap();
+        ),
+        ROLLOUT_TIMEOUT,
+    )
+    .await
+    .unwrap();
     assert_eq!(state(&rollout), pb::RolloutState::Aborted);
     let halt = rollout.halt.unwrap();
     assert_eq!(halt.gate, pb::Gate::Health as i32, "{}", halt.message);
@@ -281,14 +270,13 @@ async fn blue_green_switches_at_once_and_an_abort_in_its_window_switches_back() 
         })
     };
 
-    let rollout = client
-        .start_rollout(rollout_request("1.1.0", blue_green(500)))
-        .await
-        .unwrap()
-        .into_inner();
-    let (done, events) = follow(&mut client, &rollout.id, ROLLOUT_TIMEOUT)
-        .await
-        .unwrap();
+    let (done, events) = run_to_end(
+        &mut client,
+        rollout_request("1.1.0", blue_green(500)),
+        ROLLOUT_TIMEOUT,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         state(&done),
         pb::RolloutState::Succeeded,
@@ -356,14 +344,13 @@ async fn rolling_replaces_instances_in_batches_and_an_abort_restores_the_old_set
         max_unavailable: 0,
     });
 
-    let rollout = client
-        .start_rollout(rollout_request("1.1.0", rolling.clone()))
-        .await
-        .unwrap()
-        .into_inner();
-    let (done, events) = follow(&mut client, &rollout.id, ROLLOUT_TIMEOUT)
-        .await
-        .unwrap();
+    let (done, events) = run_to_end(
+        &mut client,
+        rollout_request("1.1.0", rolling.clone()),
+        ROLLOUT_TIMEOUT,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         state(&done),
         pb::RolloutState::Succeeded,
@@ -588,17 +575,16 @@ async fn a_rollback_within_its_window_takes_the_emergency_path() {
     fleet.publish_greeter("1.1.0", "1.1.0", &[]).unwrap();
     deploy(&fleet, "1.0.0", 2).await.unwrap();
     let mut client = fleet.client(0).await.unwrap();
-    let rollout = client
-        .start_rollout(rollout_request(
+    let (done, _) = run_to_end(
+        &mut client,
+        rollout_request(
             "1.1.0",
             canary(&[Step::SetWeight(50), Step::SetWeight(100)]),
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    let (done, _) = follow(&mut client, &rollout.id, ROLLOUT_TIMEOUT)
-        .await
-        .unwrap();
+        ),
+        ROLLOUT_TIMEOUT,
+    )
+    .await
+    .unwrap();
     assert_eq!(state(&done), pb::RolloutState::Succeeded);
 
     let back = client
@@ -658,17 +644,16 @@ async fn an_instance_that_exits_fails_the_health_gate_and_is_not_started_again()
         .unwrap();
     deploy(&fleet, "1.0.0", 1).await.unwrap();
     let mut client = fleet.client(0).await.unwrap();
-    let rollout = client
-        .start_rollout(rollout_request(
+    let (ended, events) = run_to_end(
+        &mut client,
+        rollout_request(
             "1.2.0",
             canary(&[Step::SetWeight(10), Step::SetWeight(100)]),
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    let (ended, events) = follow(&mut client, &rollout.id, ROLLOUT_TIMEOUT)
-        .await
-        .unwrap();
+        ),
+        ROLLOUT_TIMEOUT,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         state(&ended),
         pb::RolloutState::Aborted,

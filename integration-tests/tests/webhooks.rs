@@ -5,7 +5,10 @@
 use std::time::{Duration, Instant};
 
 use flotilla_integration_tests::{
-    rollout::{RolloutFleet, canary, deploy, follow, prost_duration, rollout_request, state},
+    rollout::{
+        RolloutFleet, at_pause, canary, deploy, follow, prost_duration, rollout_request,
+        run_to_end, state, wait_until,
+    },
     webhook::{ReceivedHook, WebhookReceiver},
 };
 use flotilla_proto::rollout::v1::{self as pb, canary_step::Step};
@@ -118,8 +121,9 @@ async fn a_webhook_gets_every_event_in_order_signed_even_those_from_while_it_was
 
     // 2. A canary while the receiver is down: the rollout goes on and succeeds without it.
     receiver.go_down();
-    let canary_rollout = client
-        .start_rollout(rollout_request(
+    let (ended, events) = run_to_end(
+        &mut client,
+        rollout_request(
             "1.1.0",
             canary(&[
                 Step::SetWeight(50),
@@ -127,13 +131,12 @@ async fn a_webhook_gets_every_event_in_order_signed_even_those_from_while_it_was
                     duration: Some(prost_duration(Duration::from_secs(1))),
                 }),
             ]),
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    let (ended, events) = follow(&mut client, &canary_rollout.id, TIMEOUT)
-        .await
-        .unwrap();
+        ),
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
+    let canary_rollout = ended.clone();
     assert_eq!(
         state(&ended),
         pb::RolloutState::Succeeded,
@@ -176,28 +179,9 @@ async fn a_webhook_gets_every_event_in_order_signed_even_those_from_while_it_was
         .await
         .unwrap()
         .into_inner();
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let current = client
-            .get_rollout(pb::GetRolloutRequest {
-                id: aborted.id.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let at_pause = current
-            .plan
-            .get(current.step_index as usize)
-            .is_some_and(|step| matches!(step.action, Some(pb::plan_step::Action::Pause(_))));
-        if at_pause {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never reached the pause: {current:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(&mut client, &aborted.id, TIMEOUT, at_pause)
+        .await
+        .unwrap();
     client
         .abort(pb::AbortRequest {
             id: aborted.id.clone(),
