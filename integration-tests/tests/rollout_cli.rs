@@ -129,6 +129,11 @@ async fn an_operator_drives_rollouts_with_the_cli() {
     assert_eq!(instances.len(), 2, "{explanation:#}");
     for instance in instances {
         assert_eq!(instance["checked_health"], "SERVING", "{explanation:#}");
+        let recorded = match instance["instance"]["role"].as_str() {
+            Some("new") => "SERVING",
+            _ => "UNWATCHED",
+        };
+        assert_eq!(instance["instance"]["health"], recorded, "{explanation:#}");
     }
     let bad = cli.run(&["explain", "not-an-id"]);
     assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));

@@ -21,7 +21,7 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The hooks of rollout `id` answered 200, once there are `count` of them.
 async fn delivered(receiver: &WebhookReceiver, id: &str, count: usize) -> Vec<ReceivedHook> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let hooks: Vec<ReceivedHook> = receiver
             .received()
@@ -33,7 +33,7 @@ async fn delivered(receiver: &WebhookReceiver, id: &str, count: usize) -> Vec<Re
         }
         assert!(
             Instant::now() < deadline,
-            "{} of {count} events of {id} delivered within 30 s: {:#?}",
+            "{} of {count} events of {id} delivered within 60 s: {:#?}",
             hooks.len(),
             receiver.received()
         );
@@ -104,6 +104,12 @@ async fn a_webhook_gets_every_event_in_order_signed_even_those_from_while_it_was
         ),
         ("FLOTILLA_WEBHOOK_SECRET".to_owned(), SECRET.to_owned()),
         ("FLOTILLA_WEBHOOK_EVENTS".to_owned(), "all".to_owned()),
+        // Retries at most 1 s apart, so the events come soon after the receiver is back however
+        // long the rollout took meanwhile (the default lets waits grow to 30 s).
+        (
+            "FLOTILLA_WEBHOOK_MAX_BACKOFF_MS".to_owned(),
+            "1000".to_owned(),
+        ),
     ];
     let mut fleet = RolloutFleet::with_env(None, env).unwrap();
     fleet.start_orchestrator().unwrap();
@@ -223,7 +229,14 @@ async fn a_webhook_gets_every_event_in_order_signed_even_those_from_while_it_was
                 &[("state", state)],
             )
         };
-        if (counted("SUCCEEDED"), counted("ABORTED")) == (Some(2.0), Some(1.0))
+        // The receiver records a delivery a moment before the orchestrator counts it.
+        let delivered = value(
+            &samples,
+            "flotilla_orchestrator_webhook_deliveries_total",
+            &[("outcome", "delivered")],
+        );
+        if (counted("SUCCEEDED"), counted("ABORTED"), delivered)
+            == (Some(2.0), Some(1.0), Some(total as f64))
             || Instant::now() > deadline
         {
             break samples;

@@ -425,7 +425,7 @@ impl Orchestrator for StandIn {
                     version: "1.0.0".into(),
                     address: "127.0.0.1:7001".into(),
                     role: "stable".into(),
-                    health: "SERVING".into(),
+                    health: "UNWATCHED".into(),
                 }),
                 checked_health: "UNREACHABLE".into(),
                 error: "connecting to 127.0.0.1:7001: Connection refused".into(),
@@ -944,7 +944,7 @@ async fn explain_prints_the_summary_gates_instances_and_events() {
     );
     assert!(
         run.stdout.contains(
-            "    1.0.0 stable 127.0.0.1:7001        SERVING / UNREACHABLE (connecting to \
+            "    1.0.0 stable 127.0.0.1:7001        UNWATCHED / UNREACHABLE (connecting to \
              127.0.0.1:7001: Connection refused)"
         ),
         "{}",

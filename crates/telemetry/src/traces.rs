@@ -111,10 +111,8 @@ pub fn tracer_provider(
         ])
         .build();
     let mut builder = SdkTracerProvider::builder().with_resource(resource);
-    if std::env::var_os(SAMPLER_ENV).is_none() && root_ratio < 1.0 {
-        builder = builder.with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-            root_ratio,
-        ))));
+    if let Some(sampler) = default_sampler(std::env::var_os(SAMPLER_ENV).is_some(), root_ratio) {
+        builder = builder.with_sampler(sampler);
     }
     let builder = match std::env::var(OTLP_ENDPOINT_ENV) {
         Ok(endpoint) if !endpoint.trim().is_empty() => {
@@ -127,6 +125,14 @@ pub fn tracer_provider(
         _ => builder,
     };
     Ok(builder.build())
+}
+
+/// The sampler a process uses unless `OTEL_TRACES_SAMPLER` is set (then the SDK reads that):
+/// none (the SDK's default, parent-based always-on) when every root is kept, else parent-based
+/// with `root_ratio` for the traces that start in the process.
+fn default_sampler(sampler_env_set: bool, root_ratio: f64) -> Option<Sampler> {
+    (!sampler_env_set && root_ratio < 1.0)
+        .then(|| Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(root_ratio))))
 }
 
 /// The layer that gives tracing spans OpenTelemetry contexts (and exports them with `tracer`).
@@ -180,16 +186,39 @@ impl tracing::field::Visit for TextFieldVisitor<'_> {
         self.record_debug(field, &value);
     }
 
+    fn record_error(
+        &mut self,
+        field: &tracing::field::Field,
+        value: &(dyn std::error::Error + 'static),
+    ) {
+        // The error and its causes, as "error: cause: cause".
+        let mut text = value.to_string();
+        let mut source = value.source();
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        self.record_debug(field, &format_args!("{text}"));
+    }
+
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        if self.result.is_err() || FIELDS_LEFT_OUT_OF_TEXT_LOGS.contains(&field.name()) {
+        let name = field.name();
+        // `log.*` fields carry the metadata of records from the `log` crate (target, file,
+        // line), which the event's own metadata already shows, as in the default format.
+        if self.result.is_err()
+            || FIELDS_LEFT_OUT_OF_TEXT_LOGS.contains(&name)
+            || name.starts_with("log.")
+        {
             return;
         }
         let separator = if self.first { "" } else { " " };
         self.first = false;
-        self.result = if field.name() == "message" {
+        self.result = if name == "message" {
             write!(self.writer, "{separator}{value:?}")
         } else {
-            write!(self.writer, "{separator}{}={value:?}", field.name())
+            let name = name.strip_prefix("r#").unwrap_or(name);
+            write!(self.writer, "{separator}{name}={value:?}")
         };
     }
 }
@@ -290,16 +319,70 @@ mod tests {
     }
 
     #[test]
+    fn text_logs_skip_log_metadata_and_show_error_causes() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("connecting to the store")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .without_time()
+            .with_target(false)
+            .fmt_fields(TextFields)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let error = Outer(std::io::Error::other("refused"));
+            let error: &(dyn std::error::Error + 'static) = &error;
+            tracing::warn!(
+                log.target = "tokio_postgres",
+                log.line = 42,
+                r#type = "pool",
+                error,
+                "gave up"
+            );
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text.trim(),
+            "WARN gave up type=\"pool\" error=connecting to the store: refused"
+        );
+    }
+
+    #[test]
     fn root_sampling_thins_new_traces_but_follows_a_callers_decision() {
         use opentelemetry::trace::{
             Span as _, SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
             Tracer as _,
         };
-        if std::env::var_os(SAMPLER_ENV).is_some() {
-            return; // The variable overrides what this test checks.
-        }
-        let identity = ProcessIdentity::of("test", "0.0.0");
-        let none_of_the_roots = tracer_provider(&identity, 0.0).unwrap().tracer("test");
+        let tracer = |sampler: Option<Sampler>| {
+            let builder = SdkTracerProvider::builder();
+            match sampler {
+                Some(sampler) => builder.with_sampler(sampler),
+                None => builder,
+            }
+            .build()
+            .tracer("test")
+        };
+        assert!(
+            default_sampler(true, 0.0).is_none(),
+            "OTEL_TRACES_SAMPLER, when set, decides"
+        );
+        assert!(
+            default_sampler(false, 1.0).is_none(),
+            "every root kept: the SDK's default"
+        );
+        let none_of_the_roots = tracer(default_sampler(false, 0.0));
         let root = none_of_the_roots.start("root");
         assert!(
             !root.span_context().is_sampled(),
@@ -319,7 +402,7 @@ mod tests {
         );
         assert_eq!(child.span_context().trace_id(), TraceId::from(7));
 
-        let every_root = tracer_provider(&identity, 1.0).unwrap().tracer("test");
+        let every_root = tracer(default_sampler(false, 1.0));
         assert!(every_root.start("root").span_context().is_sampled());
     }
 }

@@ -21,13 +21,21 @@
 //! orchestrator stops before sending them; an orchestrator that takes a rollout over sends the
 //! events from its takeover on.
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU16, Ordering},
+    },
+    time::Duration,
+};
 
 use bytes::Bytes;
-use flotilla_model::{EventKind, Rollout, RolloutEvent};
+use flotilla_model::{EventKind, Rollout, RolloutEvent, RolloutId};
 use hmac::{Hmac, Mac};
 use http::{Request, StatusCode, Uri, header, uri::Authority};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
 use sha2::Sha256;
@@ -41,9 +49,14 @@ pub const SIGNATURE_HEADER: &str = "flotilla-signature";
 pub const EVENT_ID_HEADER: &str = "flotilla-event-id";
 /// Events waiting for one webhook, beyond which new ones are dropped (and counted).
 pub const QUEUE_CAPACITY: usize = 10_000;
-/// The first retry's delay; each further one doubles, up to [`MAX_BACKOFF`].
+/// The first retry's delay; each further one doubles, up to [`MAX_BACKOFF`] (or the
+/// configured maximum).
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How much of a receiver's answer is read, and for how long, once its status has decided the
+/// delivery: only so that the connection ends cleanly.
+const ANSWER_DRAIN_BYTES: usize = 64 * 1024;
+const ANSWER_DRAIN_TIME: Duration = Duration::from_millis(500);
 /// The events sent when no list is configured: what an operator wants to hear of, without the
 /// chatter of every instance and analysis interval.
 pub const DEFAULT_EVENTS: [EventKind; 9] = [
@@ -118,6 +131,8 @@ pub struct WebhookSettings {
     pub retry_for: Duration,
     /// How long one attempt may take, connection included.
     pub attempt_timeout: Duration,
+    /// The longest wait between two attempts ([`MAX_BACKOFF`] unless set lower).
+    pub max_backoff: Duration,
 }
 
 impl fmt::Debug for WebhookSettings {
@@ -128,6 +143,7 @@ impl fmt::Debug for WebhookSettings {
             .field("events", &self.events)
             .field("retry_for", &self.retry_for)
             .field("attempt_timeout", &self.attempt_timeout)
+            .field("max_backoff", &self.max_backoff)
             .finish()
     }
 }
@@ -135,7 +151,8 @@ impl fmt::Debug for WebhookSettings {
 /// An `http://host:port/path` a webhook is posted to.
 #[derive(Debug, Clone)]
 struct Target {
-    url: String,
+    /// The URL without its query, which may hold a token: what logs and metrics name it by.
+    label: String,
     authority: Authority,
     path: String,
 }
@@ -162,11 +179,18 @@ impl Target {
             .path_and_query()
             .map_or_else(|| "/".to_owned(), ToString::to_string);
         Ok(Self {
-            url: url.to_owned(),
+            label: webhook_label(url),
             authority,
             path,
         })
     }
+}
+
+/// A webhook URL as logs and metrics show it: without its query string, which may hold a token.
+pub fn webhook_label(url: &str) -> String {
+    url.split_once('?')
+        .map_or(url, |(before, _)| before)
+        .to_owned()
 }
 
 struct Delivery {
@@ -182,8 +206,12 @@ pub struct Alerts {
 
 struct Inner {
     events: Vec<EventKind>,
+    /// Each webhook's label (its URL without the query) and queue.
     queues: Vec<(String, mpsc::Sender<Delivery>)>,
     metrics: OrchestratorMetrics,
+    /// The last event sequence handed over per active rollout, so that a controller this
+    /// process restarts (after a store error) goes on from there.
+    cursors: Mutex<HashMap<RolloutId, u64>>,
 }
 
 impl fmt::Debug for Alerts {
@@ -191,7 +219,7 @@ impl fmt::Debug for Alerts {
         let urls: Vec<&str> = self
             .inner
             .iter()
-            .flat_map(|inner| inner.queues.iter().map(|(url, _)| url.as_str()))
+            .flat_map(|inner| inner.queues.iter().map(|(label, _)| label.as_str()))
             .collect();
         f.debug_struct("Alerts").field("webhooks", &urls).finish()
     }
@@ -225,18 +253,19 @@ impl Alerts {
             .into_iter()
             .map(|target| {
                 let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
-                let url = target.url.clone();
+                let label = target.label.clone();
                 tokio::spawn(
                     Sender {
                         target,
                         key: key.clone(),
                         retry_for: settings.retry_for,
                         attempt_timeout: settings.attempt_timeout,
+                        max_backoff: settings.max_backoff,
                         metrics: metrics.clone(),
                     }
                     .run(receiver),
                 );
-                (url, sender)
+                (label, sender)
             })
             .collect();
         Ok(Self {
@@ -244,14 +273,49 @@ impl Alerts {
                 events: settings.events,
                 queues,
                 metrics,
+                cursors: Mutex::default(),
             })),
         })
+    }
+
+    /// Whether any webhook is configured.
+    pub fn is_enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// The last event of `rollout` this process handed over, if it handed any.
+    pub fn notified_through(&self, rollout: &RolloutId) -> Option<u64> {
+        let inner = self.inner.as_ref()?;
+        inner
+            .cursors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(rollout)
+            .copied()
+    }
+
+    /// Forgets a rollout that ended.
+    pub fn forget(&self, rollout: &RolloutId) {
+        if let Some(inner) = &self.inner {
+            inner
+                .cursors
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(rollout);
+        }
     }
 
     /// Queues `events` of `rollout` for every webhook; returns at once. An event that finds a
     /// webhook's queue full is dropped for that webhook, logged and counted.
     pub fn notify(&self, rollout: &Rollout, events: &[RolloutEvent]) {
         let Some(inner) = &self.inner else { return };
+        if let Some(last) = events.last() {
+            inner
+                .cursors
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(rollout.id.clone(), last.sequence);
+        }
         for event in events.iter().filter(|e| inner.events.contains(&e.kind)) {
             let delivery_body = Bytes::from(payload(rollout, event).to_string());
             let id = event_id(rollout, event);
@@ -385,6 +449,7 @@ struct Sender {
     key: Arc<[u8]>,
     retry_for: Duration,
     attempt_timeout: Duration,
+    max_backoff: Duration,
     metrics: OrchestratorMetrics,
 }
 
@@ -399,7 +464,7 @@ impl Sender {
     async fn run(self, mut queue: mpsc::Receiver<Delivery>) {
         while let Some(delivery) = queue.recv().await {
             let outcome = self.deliver(&delivery).await;
-            self.metrics.delivery(&self.target.url, outcome);
+            self.metrics.delivery(&self.target.label, outcome);
         }
     }
 
@@ -418,25 +483,25 @@ impl Sender {
             let reason = match attempt {
                 Attempt::Delivered => {
                     if attempts > 1 {
-                        tracing::info!(webhook = %self.target.url, event = %delivery.id, attempts, "webhook delivered after retries");
+                        tracing::info!(webhook = %self.target.label, event = %delivery.id, attempts, "webhook delivered after retries");
                     }
                     return DeliveryOutcome::Delivered;
                 }
                 Attempt::Refused(reason) => {
-                    self.metrics.failed_attempt(&self.target.url);
-                    tracing::error!(webhook = %self.target.url, event = %delivery.id, %reason, "webhook refused the event; not retried");
+                    self.metrics.failed_attempt(&self.target.label);
+                    tracing::error!(webhook = %self.target.label, event = %delivery.id, %reason, "webhook refused the event; not retried");
                     return DeliveryOutcome::Failed;
                 }
                 Attempt::Retry(reason) => reason,
             };
-            self.metrics.failed_attempt(&self.target.url);
+            self.metrics.failed_attempt(&self.target.label);
             if started.elapsed() + backoff > self.retry_for {
-                tracing::error!(webhook = %self.target.url, event = %delivery.id, attempts, %reason, "webhook delivery given up");
+                tracing::error!(webhook = %self.target.label, event = %delivery.id, attempts, %reason, "webhook delivery given up");
                 return DeliveryOutcome::Failed;
             }
-            tracing::warn!(webhook = %self.target.url, event = %delivery.id, attempt = attempts, %reason, retry_in = ?backoff, "webhook delivery failed; retrying");
+            tracing::warn!(webhook = %self.target.label, event = %delivery.id, attempt = attempts, %reason, retry_in = ?backoff, "webhook delivery failed; retrying");
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            backoff = (backoff * 2).min(self.max_backoff);
         }
     }
 
@@ -479,11 +544,15 @@ impl Sender {
             Ok(request) => request,
             Err(error) => return Attempt::Refused(format!("building the request: {error}")),
         };
+        // The status decides as soon as the headers arrive: a slow or broken body after a 2xx
+        // must not turn a delivered event into a retried (duplicated) one.
+        let answered = AtomicU16::new(0);
         let exchange = async {
             let response = sender.send_request(request).await?;
             let status = response.status();
-            // Read the (small) answer so the connection ends cleanly.
-            let _ = response.into_body().collect().await;
+            answered.store(status.as_u16(), Ordering::Relaxed);
+            let drain = Limited::new(response.into_body(), ANSWER_DRAIN_BYTES).collect();
+            let _ = tokio::time::timeout(ANSWER_DRAIN_TIME, drain).await;
             Ok::<_, hyper::Error>(status)
         };
         let mut exchange = std::pin::pin!(exchange);
@@ -493,6 +562,10 @@ impl Sender {
                 Ok(()) => exchange.await,
                 Err(error) => Err(error),
             },
+        };
+        let status = match status {
+            Ok(status) => Ok(status),
+            Err(error) => StatusCode::from_u16(answered.load(Ordering::Relaxed)).map_err(|_| error),
         };
         match status {
             Ok(status) if status.is_success() => Attempt::Delivered,

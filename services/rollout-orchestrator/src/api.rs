@@ -662,8 +662,14 @@ impl Orchestrator for OrchestratorApi {
         )
         .await;
         let now = Timestamp::now();
+        let holder = self
+            .ctx
+            .store
+            .lease_holder(&rollout.service, now)
+            .await
+            .map_err(ApiError::from)?;
         Ok(Response::new(pb::RolloutExplanation {
-            summary: explain::summary(&rollout, now),
+            summary: explain::summary(&rollout, holder.as_deref(), now),
             gates: explain::gates(&rollout, now)
                 .iter()
                 .map(convert::gate_result)
@@ -673,10 +679,17 @@ impl Orchestrator for OrchestratorApi {
                 .instances
                 .iter()
                 .zip(checked)
-                .map(|(instance, (checked_health, error))| pb::InstanceHealth {
-                    instance: Some(convert::instance(instance)),
-                    checked_health,
-                    error: error.unwrap_or_default(),
+                .map(|(instance, (checked_health, error))| {
+                    let mut recorded = convert::instance(instance);
+                    // Only new instances are watched; the stable side is judged by its callers.
+                    if instance.role == flotilla_model::Role::Stable {
+                        recorded.health = explain::UNWATCHED.into();
+                    }
+                    pb::InstanceHealth {
+                        instance: Some(recorded),
+                        checked_health,
+                        error: error.unwrap_or_default(),
+                    }
                 })
                 .collect(),
             rollout: Some(convert::rollout(&rollout)),

@@ -21,6 +21,7 @@ pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
 pub const DEFAULT_WEBHOOK_EVENTS: &str =
     "STARTED,STEP_COMPLETED,PAUSED,RESUMED,PROMOTED,HALTED,ABORT_REQUESTED,ABORTED,SUCCEEDED";
 pub const DEFAULT_WEBHOOK_RETRY_FOR_MS: u64 = 15 * 60 * 1000;
+pub const DEFAULT_WEBHOOK_MAX_BACKOFF_MS: u64 = 30_000;
 /// How long one webhook attempt may take.
 pub const WEBHOOK_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The scrape interval of the configuration Prometheus ships with.
@@ -122,10 +123,17 @@ pub struct Config {
     #[arg(long, env = "FLOTILLA_WEBHOOK_EVENTS", default_value = DEFAULT_WEBHOOK_EVENTS)]
     pub webhook_events: String,
 
-    /// How long one event is retried (with backoff from 200 ms to 30 s) before it is given up,
+    /// How long one event is retried (with backoff from 200 ms doubling to the maximum below)
+    /// before it is given up,
     /// in milliseconds. Later events wait behind it, so they arrive in order.
     #[arg(long, env = "FLOTILLA_WEBHOOK_RETRY_FOR_MS", default_value_t = DEFAULT_WEBHOOK_RETRY_FOR_MS)]
     pub webhook_retry_for_ms: u64,
+
+    /// The longest wait between two attempts to deliver one event, in milliseconds (waits
+    /// double from 200 ms up to this).
+    #[arg(long, env = "FLOTILLA_WEBHOOK_MAX_BACKOFF_MS", default_value_t = DEFAULT_WEBHOOK_MAX_BACKOFF_MS,
+          value_parser = clap::value_parser!(u64).range(200..=3_600_000))]
+    pub webhook_max_backoff_ms: u64,
 
     /// After SIGTERM/SIGINT, how long open calls may finish, in milliseconds.
     #[arg(long, env = "FLOTILLA_SHUTDOWN_GRACE_MS", default_value_t = DEFAULT_SHUTDOWN_GRACE_MS)]
@@ -185,6 +193,7 @@ impl Config {
             events: parse_event_kinds(&self.webhook_events)?,
             retry_for: Duration::from_millis(self.webhook_retry_for_ms),
             attempt_timeout: WEBHOOK_ATTEMPT_TIMEOUT,
+            max_backoff: Duration::from_millis(self.webhook_max_backoff_ms),
         }))
     }
 

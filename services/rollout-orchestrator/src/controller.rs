@@ -71,6 +71,8 @@ pub struct Controller {
     observations: Vec<Observation>,
     /// The sequence number of the last event handed to the webhooks.
     notified_through: u64,
+    /// The rollout's generation when its events were last read for the webhooks.
+    notified_generation: u64,
 }
 
 /// Something the metrics count once the write recording it commits.
@@ -121,6 +123,7 @@ impl Controller {
             step_span: None,
             observations: Vec::new(),
             notified_through: 0,
+            notified_generation: 0,
         }
     }
 
@@ -170,17 +173,7 @@ impl Controller {
         let health_changed = self.health.changed();
         let resumed = self.rollout.owner.as_deref() != Some(self.ctx.holder.as_str())
             && self.rollout.generation > 1;
-        // A new rollout's events all go to the webhooks; one taken over has had its earlier
-        // events sent by the orchestrator that wrote them.
-        if self.rollout.generation > 1 {
-            self.notified_through = self
-                .ctx
-                .store
-                .rollout_events(&self.rollout.id, 0)
-                .await?
-                .last()
-                .map_or(0, |event| event.sequence);
-        }
+        self.notified_through = self.first_event_to_notify().await?;
         self.rollout.owner = Some(self.ctx.holder.clone());
         let message = if resumed {
             format!(
@@ -239,6 +232,7 @@ impl Controller {
             .store
             .release_lease(&self.rollout.service, &self.ctx.holder)
             .await;
+        self.ctx.alerts.forget(&self.rollout.id);
         tracing::info!(rollout = %self.rollout.id, state = %self.rollout.state, "rollout ended");
         Ok(())
     }
@@ -337,23 +331,59 @@ impl Controller {
         }
     }
 
-    /// Hands the events stored since the last call to the webhooks (which only queues them).
-    async fn notify_new_events(&mut self) {
-        match self
+    /// Where this controller's webhook notifications start: after what this process already
+    /// handed over (a controller restarted after an error); from the first event of a rollout no
+    /// orchestrator has carried out yet (started here or elsewhere, perhaps already paused by an
+    /// operator); after the last stored event of one taken over from another orchestrator, which
+    /// sent its own.
+    async fn first_event_to_notify(&self) -> Result<u64, ControllerError> {
+        if !self.ctx.alerts.is_enabled() {
+            return Ok(0);
+        }
+        if let Some(sent) = self.ctx.alerts.notified_through(&self.rollout.id) {
+            return Ok(sent);
+        }
+        if self.rollout.owner.is_none() {
+            return Ok(0);
+        }
+        Ok(self
             .ctx
             .store
-            .rollout_events(&self.rollout.id, self.notified_through)
-            .await
-        {
-            Ok(events) => {
+            .rollout_events(&self.rollout.id, 0)
+            .await?
+            .last()
+            .map_or(0, |event| event.sequence))
+    }
+
+    /// Hands the events stored since the last call to the webhooks (which only queues them).
+    /// Events are written only with the rollout, so nothing is read while its generation stands.
+    async fn notify_new_events(&mut self) {
+        if !self.ctx.alerts.is_enabled() || self.notified_generation == self.rollout.generation {
+            return;
+        }
+        let id = self.rollout.id.clone();
+        let read = async {
+            let events = self
+                .ctx
+                .store
+                .rollout_events(&id, self.notified_through)
+                .await?;
+            // The rollout as stored with (or after) these events: an operator's command may
+            // have been written since this controller's last write.
+            let current = self.ctx.store.get_rollout(&id).await?;
+            Ok::<_, StoreError>((events, current))
+        };
+        match read.await {
+            Ok((events, current)) => {
+                self.notified_generation = self.rollout.generation;
                 if let Some(last) = events.last() {
                     self.notified_through = last.sequence;
-                    self.ctx.alerts.notify(&self.rollout, &events);
+                    self.ctx.alerts.notify(&current, &events);
                 }
             }
             // Tried again after the next write or change.
             Err(error) => {
-                tracing::warn!(rollout = %self.rollout.id, %error, "reading events for webhooks failed");
+                tracing::warn!(rollout = %id, %error, "reading events for webhooks failed");
             }
         }
     }

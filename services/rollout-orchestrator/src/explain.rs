@@ -5,12 +5,16 @@
 use std::time::Duration;
 
 use flotilla_model::{
-    Figure, Gate, Health, InstanceView, Millis, PlanStep, Role, Rollout, RolloutState, Timestamp,
-    Verdict,
+    Figure, Gate, Health, InstanceView, Millis, PlanStep, Role, Rollout, RolloutState, Strategy,
+    Timestamp, Verdict,
 };
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
+
+/// The recorded health of a stable instance in an explanation: the orchestrator watches only the
+/// new version's instances.
+pub const UNWATCHED: &str = "UNWATCHED";
 
 /// How long the live health check of one instance may take.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -63,8 +67,9 @@ impl GateResult {
     }
 }
 
-/// Where the rollout is, why, and what comes next, in a few sentences.
-pub fn summary(rollout: &Rollout, now: Timestamp) -> String {
+/// Where the rollout is, why, and what comes next, in a few sentences. `holder` is the
+/// orchestrator holding the service's lease now, if any.
+pub fn summary(rollout: &Rollout, holder: Option<&str>, now: Timestamp) -> String {
     let steps = rollout.plan.len();
     let step = |r: &Rollout| match r.current_step() {
         Some(step) => format!("step {} of {steps} ({step})", r.step_index + 1),
@@ -79,8 +84,8 @@ pub fn summary(rollout: &Rollout, now: Timestamp) -> String {
         )
     });
     let traffic = weights(rollout);
-    let owner = match &rollout.owner {
-        Some(owner) if rollout.state.is_active() => format!(" Carried out by {owner}."),
+    let owner = match holder {
+        Some(holder) if rollout.state.is_active() => format!(" Carried out by {holder}."),
         None if rollout.state.is_active() => {
             " No orchestrator holds the service's lease: it goes on when one does.".to_owned()
         }
@@ -310,7 +315,11 @@ fn analysis(rollout: &Rollout) -> GateResult {
         return GateResult::new(
             Gate::Analysis,
             GateVerdict::Skipped,
-            "the emergency path skips analysis",
+            if matches!(rollout.strategy, Strategy::Immediate) {
+                "the emergency path (a rollback within its window) skips analysis"
+            } else {
+                "an operator promoted it in full: the remaining analysis is skipped"
+            },
         );
     }
     let Some(last) = &rollout.last_analysis else {
@@ -367,6 +376,30 @@ fn progress(rollout: &Rollout, now: Timestamp) -> GateResult {
         rollout.current_step(),
         Some(PlanStep::Pause { .. } | PlanStep::Analysis { .. })
     );
+    let over = !waits_on_people && in_step_ms > rollout.progress_deadline_ms;
+    let (verdict, message) = if waits_on_people {
+        (
+            GateVerdict::Passed,
+            format!(
+                "{} in this step; pauses and analysis steps are not held to the deadline",
+                Millis(in_step_ms)
+            ),
+        )
+    } else if over && rollout.state == RolloutState::Paused {
+        (
+            GateVerdict::Waiting,
+            format!(
+                "{} in this step, past the {deadline} allowed while paused: once resumed, the \
+                 step must finish at once or the rollout aborts",
+                Millis(in_step_ms)
+            ),
+        )
+    } else {
+        (
+            GateVerdict::Passed,
+            format!("{} in this step, of {deadline} allowed", Millis(in_step_ms)),
+        )
+    };
     GateResult {
         figures: vec![Figure {
             name: "seconds_in_step".into(),
@@ -378,18 +411,7 @@ fn progress(rollout: &Rollout, now: Timestamp) -> GateResult {
                 rollout.progress_deadline_ms as f64 / 1000.0
             },
         }],
-        ..GateResult::new(
-            Gate::ProgressDeadline,
-            GateVerdict::Passed,
-            if waits_on_people {
-                format!(
-                    "{} in this step; pauses and analysis steps are not held to the deadline",
-                    Millis(in_step_ms)
-                )
-            } else {
-                format!("{} in this step, of {deadline} allowed", Millis(in_step_ms))
-            },
-        )
+        ..GateResult::new(Gate::ProgressDeadline, verdict, message)
     }
 }
 

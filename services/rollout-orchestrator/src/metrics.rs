@@ -6,7 +6,11 @@
 //! | [`STEP_SECONDS`] | histogram ([`STEP_BUCKETS`]) | `step`: how long each completed plan step took, by kind |
 //! | [`ABORTS`] | counter | `gate`: rollouts this orchestrator ended ABORTED, by the gate that stopped them |
 //! | [`WEBHOOK_DELIVERIES`] | counter | `webhook`, `outcome`: `delivered`, `failed` (gave up), `dropped` (queue full) |
-//! | [`WEBHOOK_FAILED_ATTEMPTS`] | counter | `webhook`: attempts that will be retried |
+//! | [`WEBHOOK_FAILED_ATTEMPTS`] | counter | `webhook`: attempts that failed, whether retried or not |
+//!
+//! `webhook` is the URL without its query string. [`ROLLOUTS`] counts the whole store, so every
+//! replica sharing it reports the same numbers: aggregate it across replicas with `max`, not
+//! `sum`.
 //!
 //! Step durations and aborts are counted by the orchestrator whose write recorded them, once the
 //! write committed: a write that lost a race to an operator's command counts nothing.

@@ -109,7 +109,7 @@ pub async fn serve(
         MetricsSource::Instances => "instances' /metrics".to_owned(),
         MetricsSource::Prometheus(prometheus) => format!("Prometheus at {}", prometheus.url()),
     };
-    tracing::info!(holder = %ctx.holder, registry = %config.registry, platform = ctx.platform.name(), %analysis, webhooks = ?config.webhooks, "orchestrator starting");
+    tracing::info!(holder = %ctx.holder, registry = %config.registry, platform = ctx.platform.name(), %analysis, webhooks = ?ctx.alerts, "orchestrator starting");
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(

@@ -64,6 +64,7 @@ fn settings(urls: &[&str], secret: &str) -> WebhookSettings {
         events: DEFAULT_EVENTS.to_vec(),
         retry_for: Duration::from_secs(1),
         attempt_timeout: Duration::from_secs(1),
+        max_backoff: MAX_BACKOFF,
     }
 }
 
@@ -87,8 +88,17 @@ async fn webhook_urls_and_the_secret_are_checked_at_start() {
     }
     let alerts = Alerts::start(settings(&[], "s"), metrics()).unwrap();
     assert!(alerts.inner.is_none(), "no URLs, no webhooks");
-    let alerts = Alerts::start(settings(&["http://127.0.0.1:1/hook?x=1"], "s"), metrics()).unwrap();
-    assert!(format!("{alerts:?}").contains("http://127.0.0.1:1/hook?x=1"));
+    let alerts = Alerts::start(
+        settings(&["http://127.0.0.1:1/hook?token=t0ps3cret"], "s"),
+        metrics(),
+    )
+    .unwrap();
+    let shown = format!("{alerts:?}");
+    assert!(shown.contains("http://127.0.0.1:1/hook"), "{shown}");
+    assert!(
+        !shown.contains("t0ps3cret"),
+        "a query may hold a token: {shown}"
+    );
 }
 
 #[test]

@@ -3,6 +3,7 @@ use flotilla_model::{AnalysisView, Halt, Version, fixtures::canary_rollout};
 use super::*;
 
 const T0: Timestamp = Timestamp(1_764_979_200_000);
+const OWNER: Option<&str> = Some("orchestrator-a");
 
 fn gate(rollout: &Rollout, gate: Gate, now: Timestamp) -> GateResult {
     gates(rollout, now)
@@ -55,7 +56,7 @@ fn every_gate_is_listed_in_the_order_a_rollout_meets_them() {
 #[test]
 fn a_pause_for_promote_says_what_it_waits_for_and_the_traffic() {
     let rollout = at_pause(canary_rollout(T0));
-    let text = summary(&rollout, T0);
+    let text = summary(&rollout, OWNER, T0);
     assert_eq!(
         text,
         "PROGRESSING at step 4 of 6 (pause until promoted): waiting for an operator's Promote. \
@@ -81,9 +82,10 @@ fn a_timed_pause_says_when_it_ends() {
     };
     rollout.pause_until = Some(T0.plus_millis(30_000));
     assert!(
-        summary(&rollout, T0.plus_millis(18_000)).contains("the pause ends by itself in 12s"),
+        summary(&rollout, OWNER, T0.plus_millis(18_000))
+            .contains("the pause ends by itself in 12s"),
         "{}",
-        summary(&rollout, T0.plus_millis(18_000))
+        summary(&rollout, OWNER, T0.plus_millis(18_000))
     );
 }
 
@@ -103,7 +105,7 @@ fn an_analysis_halt_is_inconclusive_while_paused_and_failed_once_aborted() {
         query: "read from /metrics of 127.0.0.1:7001 (1.1.0)".into(),
         time: T0.plus_millis(5_000),
     });
-    let text = summary(&rollout, T0.plus_millis(6_000));
+    let text = summary(&rollout, OWNER, T0.plus_millis(6_000));
     assert!(
         text.starts_with(
             "PAUSED at step 4 of 6 (pause until promoted): the ANALYSIS gate stopped it at \
@@ -122,7 +124,7 @@ fn an_analysis_halt_is_inconclusive_while_paused_and_failed_once_aborted() {
         gate(&rollout, Gate::Analysis, T0).verdict,
         GateVerdict::Failed
     );
-    let text = summary(&rollout, T0);
+    let text = summary(&rollout, OWNER, T0);
     assert!(text.starts_with("ABORTED at step 4 of 6"), "{text}");
     assert!(text.ends_with("All traffic is on 1.0.0."), "{text}");
 }
@@ -183,7 +185,7 @@ fn an_operators_abort_and_pause_are_the_operator_gate() {
         gate(&rollout, Gate::Operator, T0).verdict,
         GateVerdict::Waiting
     );
-    assert!(summary(&rollout, T0).starts_with("PAUSED by an operator at step 4 of 6"));
+    assert!(summary(&rollout, OWNER, T0).starts_with("PAUSED by an operator at step 4 of 6"));
     rollout.state = RolloutState::Aborting;
     rollout.halt = Some(Halt {
         gate: Gate::Operator,
@@ -195,7 +197,7 @@ fn an_operators_abort_and_pause_are_the_operator_gate() {
     let operator = gate(&rollout, Gate::Operator, T0);
     assert_eq!(operator.verdict, GateVerdict::Failed);
     assert!(operator.message.contains("a customer reported a bug"));
-    assert!(summary(&rollout, T0).starts_with("ABORTING: the OPERATOR gate stopped it"));
+    assert!(summary(&rollout, OWNER, T0).starts_with("ABORTING: the OPERATOR gate stopped it"));
 }
 
 #[test]
@@ -205,16 +207,15 @@ fn a_finished_rollout_names_its_revision_and_an_unowned_one_says_it_waits() {
     rollout.step_index = 6;
     rollout.revision = 4;
     assert_eq!(
-        summary(&rollout, T0),
+        summary(&rollout, OWNER, T0),
         "SUCCEEDED at 2025-12-06T00:00:00.000Z: all traffic on greeter@1.1.0 (revision 4)."
     );
-    let mut rollout = canary_rollout(T0);
-    rollout.owner = None;
+    let rollout = canary_rollout(T0);
     assert!(
-        summary(&rollout, T0)
+        summary(&rollout, None, T0)
             .ends_with("No orchestrator holds the service's lease: it goes on when one does."),
         "{}",
-        summary(&rollout, T0)
+        summary(&rollout, None, T0)
     );
 }
 
@@ -227,4 +228,36 @@ async fn a_health_check_of_nothing_listening_is_unreachable_with_the_reason() {
     assert_eq!(health, "UNREACHABLE");
     let error = error.unwrap();
     assert!(error.contains(&address), "{error}");
+}
+
+#[test]
+fn a_full_promotion_is_why_analysis_is_skipped_and_a_paused_step_past_its_deadline_is_flagged() {
+    let mut rollout = at_pause(canary_rollout(T0));
+    rollout.skip_analysis = true;
+    assert!(
+        gate(&rollout, Gate::Analysis, T0)
+            .message
+            .contains("promoted it in full")
+    );
+    rollout.strategy = Strategy::Immediate;
+    assert!(
+        gate(&rollout, Gate::Analysis, T0)
+            .message
+            .contains("emergency path")
+    );
+
+    let mut rollout = canary_rollout(T0);
+    rollout.step_index = 1; // run 1 new instance: held to the deadline
+    rollout.state = RolloutState::Paused;
+    let progress = gate(&rollout, Gate::ProgressDeadline, T0.plus_millis(700_000));
+    assert_eq!(progress.verdict, GateVerdict::Waiting);
+    assert!(
+        progress.message.contains("once resumed"),
+        "{}",
+        progress.message
+    );
+    rollout.state = RolloutState::Progressing;
+    let progress = gate(&rollout, Gate::ProgressDeadline, T0.plus_millis(60_000));
+    assert_eq!(progress.verdict, GateVerdict::Passed);
+    assert_eq!(progress.figures[0].threshold, 600.0);
 }
