@@ -46,6 +46,15 @@ pub enum CheckError {
         source: CompatError,
     },
 
+    /// The checker failed on two schemas that loaded: a defect of the checker.
+    #[error("comparing {} with {}", new.display(), old.display())]
+    Engine {
+        new: PathBuf,
+        old: PathBuf,
+        #[source]
+        source: CompatError,
+    },
+
     #[error("writing the report")]
     Output(#[source] io::Error),
 }
@@ -65,8 +74,15 @@ pub fn check(args: &CheckArgs, style: Style, out: &mut impl Write) -> Result<Ver
     let category = args.category.0;
     let report = flotilla_compat::check(&old, &new, category).map_err(|source| {
         let (role, path) = match side_of(&source) {
-            Side::Current => (Role::New, &args.new),
-            Side::Previous => (Role::Old, &args.against),
+            Some(Side::Current) => (Role::New, &args.new),
+            Some(Side::Previous) => (Role::Old, &args.against),
+            None => {
+                return CheckError::Engine {
+                    new: args.new.clone(),
+                    old: args.against.clone(),
+                    source,
+                };
+            }
         };
         CheckError::Rejected {
             role,
@@ -105,8 +121,11 @@ pub fn check(args: &CheckArgs, style: Style, out: &mut impl Write) -> Result<Ver
     })
 }
 
-fn side_of(error: &CompatError) -> Side {
+fn side_of(error: &CompatError) -> Option<Side> {
     match error {
-        CompatError::Decode { which, .. } | CompatError::InvalidSchema { which, .. } => *which,
+        CompatError::Decode { which, .. } | CompatError::InvalidSchema { which, .. } => {
+            Some(*which)
+        }
+        CompatError::Internal => None,
     }
 }

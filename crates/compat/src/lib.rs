@@ -5,15 +5,22 @@
 //! [`policy`] applies a Confluent-style compatibility mode to a candidate and its earlier
 //! versions, and [`semver`] turns a diff into the smallest semver bump it allows.
 //!
+//! [`validate_encoded`] is the one rule for what a valid schema is (see
+//! [`rules::validation`]'s documentation): the registry applies it on publish, and the
+//! comparisons apply it to both sides, so a schema accepted once is always readable later.
+//!
 //! Pure: no I/O, no clock. Inputs that are not valid schemas give an error, never a panic.
 
 mod additions;
 pub mod policy;
+pub mod quote;
 mod rules;
 pub mod semver;
 
-use std::fmt;
+use std::{fmt, panic::AssertUnwindSafe};
 
+pub use quote::{bounded, quote};
+pub use rules::validation::{default_json_name, default_json_name_collisions};
 pub use rules::{RULES, RuleInfo};
 
 /// buf's rule categories, strictest first. Categories overlap but do not nest: each rule lists
@@ -111,6 +118,37 @@ pub enum CompatError {
     Decode { which: Side, reason: String },
     #[error("the {which} schema is not a valid, self-contained FileDescriptorSet: {reason}")]
     InvalidSchema { which: Side, reason: String },
+    /// The engine failed on schemas that validated: a defect of the engine, never the input's.
+    #[error("the comparison failed unexpectedly on valid schemas")]
+    Internal,
+}
+
+/// Why bytes are not a valid schema.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidSchema {
+    #[error("is not a serialized google.protobuf.FileDescriptorSet: {0}")]
+    Decode(String),
+    #[error("is not a valid, self-contained FileDescriptorSet: {0}")]
+    Invalid(String),
+}
+
+/// Checks that `bytes` are a valid schema: an encoded `FileDescriptorSet` whose files declare a
+/// known syntax (and, for editions, a supported edition), import only files of the set and
+/// never themselves, and whose references all resolve. What this accepts, [`check_encoded`],
+/// [`check`] and [`policy::caller_compatibility`] accept as either side.
+pub fn validate_encoded(bytes: &[u8]) -> Result<(), InvalidSchema> {
+    use prost::Message;
+    let set = prost_types::FileDescriptorSet::decode(bytes)
+        .map_err(|e| InvalidSchema::Decode(e.to_string()))?;
+    rules::validation::validated_pool(&set, &rules::raw_features::read(bytes))
+        .map(drop)
+        .map_err(InvalidSchema::Invalid)
+}
+
+/// Runs a comparison, turning a panic of the engine into [`CompatError::Internal`]: a request
+/// that reaches a defect fails alone, and whoever holds a lock around the call keeps it sound.
+fn guarded<T>(compare: impl FnOnce() -> Result<T, CompatError>) -> Result<T, CompatError> {
+    std::panic::catch_unwind(AssertUnwindSafe(compare)).unwrap_or(Err(CompatError::Internal))
 }
 
 /// Which of the two schemas.
@@ -143,7 +181,7 @@ pub fn check(
     current: &prost_types::FileDescriptorSet,
     category: Category,
 ) -> Result<Report, CompatError> {
-    rules::check(previous, current, category)
+    guarded(|| rules::check(previous, current, category))
 }
 
 /// [`check`] on serialized `FileDescriptorSet`s.
@@ -164,15 +202,17 @@ pub fn check_encoded(
         })
     };
     // The bytes are read a second time for the editions features prost-types drops.
-    rules::check_with_features(
-        (
-            &decode(Side::Previous, previous)?,
-            rules::raw_features::read(previous),
-        ),
-        (
-            &decode(Side::Current, current)?,
-            rules::raw_features::read(current),
-        ),
-        category,
-    )
+    guarded(|| {
+        rules::check_with_features(
+            (
+                &decode(Side::Previous, previous)?,
+                rules::raw_features::read(previous),
+            ),
+            (
+                &decode(Side::Current, current)?,
+                rules::raw_features::read(current),
+            ),
+            category,
+        )
+    })
 }

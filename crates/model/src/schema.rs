@@ -15,14 +15,15 @@ pub enum SchemaError {
     Decode(String),
     #[error("holds no files")]
     Empty,
-    #[error("holds two different files named {0:?}")]
+    #[error("holds two different files named {}", flotilla_compat::quote(.0))]
     ConflictingFile(String),
     #[error("is not self-contained or not valid protobuf: {0}")]
     Invalid(String),
 }
 
-/// A FileDescriptorSet that decodes, whose imports are all inside it and whose references all
-/// resolve. It is kept in a canonical encoding (files in name order, duplicates dropped, each
+/// A FileDescriptorSet valid by [`flotilla_compat::validate_encoded`]: it decodes, its files
+/// declare a known syntax, its imports are all inside it (none of a file to itself) and its
+/// references all resolve. It is kept in a canonical encoding (files in name order, duplicates dropped, each
 /// file's bytes untouched, so custom options survive) and fingerprinted without source info, so
 /// the same schema compiled twice, or with its files in another order or its comments reworded,
 /// has the same fingerprint.
@@ -61,8 +62,12 @@ impl Schema {
             wire::write_len_field(&mut canonical, SET_FILE, file);
             wire::write_len_field(&mut stripped, SET_FILE, &without_source_info(file)?);
         }
-        prost_reflect::DescriptorPool::decode(canonical.as_slice())
-            .map_err(|e| SchemaError::Invalid(e.to_string()))?;
+        // The one rule of what a valid schema is, so that the compatibility check of a later
+        // publish, and every resolve and watch with a caller schema, can read this one.
+        flotilla_compat::validate_encoded(&canonical).map_err(|e| match e {
+            flotilla_compat::InvalidSchema::Decode(reason) => SchemaError::Decode(reason),
+            flotilla_compat::InvalidSchema::Invalid(reason) => SchemaError::Invalid(reason),
+        })?;
         Ok(Self {
             canonical: canonical.into(),
             fingerprint: hex::encode(Sha256::digest(&stripped)).into(),
@@ -114,6 +119,7 @@ fn split_files(set: &[u8]) -> Result<Vec<(String, &[u8])>, SchemaError> {
             .map(|f| String::from_utf8(f.payload.to_vec()))
             .transpose()
             .map_err(|_| SchemaError::Decode("a file name is not UTF-8".into()))?
+            .filter(|name| !name.is_empty())
             .ok_or_else(|| SchemaError::Invalid("a file has no name".into()))?;
         files.push((name, field.payload));
     }
@@ -237,7 +243,170 @@ mod tests {
         assert!(contains(schema.bytes()), "the canonical form keeps it");
     }
 
+    /// A set of one file, encoded, with `extra` appended to the file's bytes (fields prost-types
+    /// does not know, such as `edition`).
+    fn one_file(file: prost_types::FileDescriptorProto, extra: &[u8]) -> Vec<u8> {
+        let mut file = file.encode_to_vec();
+        file.extend_from_slice(extra);
+        let mut set = Vec::new();
+        wire::write_len_field(&mut set, SET_FILE, &file);
+        set
+    }
+
+    fn named(name: &str) -> prost_types::FileDescriptorProto {
+        prost_types::FileDescriptorProto {
+            name: Some(name.into()),
+            package: Some("demo".into()),
+            ..Default::default()
+        }
+    }
+
+    /// `FileDescriptorProto.edition` (field 14, a varint).
+    fn edition(value: i32) -> Vec<u8> {
+        let mut bytes = vec![14 << 3];
+        prost::encoding::encode_varint(value as i64 as u64, &mut bytes);
+        bytes
+    }
+
+    #[test]
+    fn an_unknown_syntax_or_edition_is_invalid_not_a_panic() {
+        let proto4 = one_file(
+            prost_types::FileDescriptorProto {
+                syntax: Some("proto4".into()),
+                ..named("a.proto")
+            },
+            &[],
+        );
+        let err = Schema::from_bytes(&proto4).unwrap_err();
+        assert!(
+            matches!(err, SchemaError::Invalid(ref r) if r.contains("\"proto4\"")),
+            "{err}"
+        );
+        let editions = |value| {
+            one_file(
+                prost_types::FileDescriptorProto {
+                    syntax: Some("editions".into()),
+                    ..named("a.proto")
+                },
+                &edition(value),
+            )
+        };
+        assert!(Schema::from_bytes(&editions(1000)).is_ok(), "edition 2023");
+        for bad in [99_999, -5, 0, 1_000_000] {
+            let err = Schema::from_bytes(&editions(bad)).unwrap_err();
+            assert!(matches!(err, SchemaError::Invalid(_)), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_file_that_imports_itself_is_invalid() {
+        let selfish = one_file(
+            prost_types::FileDescriptorProto {
+                dependency: vec!["a.proto".into()],
+                ..named("a.proto")
+            },
+            &[],
+        );
+        let err = Schema::from_bytes(&selfish).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "is not self-contained or not valid protobuf: \"a.proto\" imports itself"
+        );
+    }
+
+    #[test]
+    fn proto2_fields_may_share_a_default_json_name() {
+        // What protoc writes: every field with its JSON name.
+        let set = FileDescriptorSet {
+            file: vec![prost_types::FileDescriptorProto {
+                syntax: Some("proto2".into()),
+                message_type: vec![prost_types::DescriptorProto {
+                    name: Some("Owner".into()),
+                    field: ["ownerId", "owner_id"]
+                        .iter()
+                        .zip(1..)
+                        .map(|(name, number)| prost_types::FieldDescriptorProto {
+                            name: Some((*name).into()),
+                            number: Some(number),
+                            label: Some(1),
+                            r#type: Some(9),
+                            json_name: Some("ownerId".into()),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }],
+                ..named("owner.proto")
+            }],
+        };
+        let schema = Schema::from_bytes(&set.encode_to_vec()).expect("protoc accepts it");
+        let report = flotilla_compat::check(
+            &schema.descriptor_set(),
+            &schema.descriptor_set(),
+            flotilla_compat::Category::WireJson,
+        )
+        .expect("the check reads what publish accepted");
+        assert!(report.violations.is_empty());
+    }
+
+    /// Mutations of a valid set, as a careless or hostile publisher would send them.
+    fn mutated_set() -> impl Strategy<Value = Vec<u8>> {
+        let base = crate::fixtures::greeter_schema_bytes(2);
+        (
+            proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+            proptest::option::of(prop_oneof![
+                Just("proto4".to_owned()),
+                Just("editions".to_owned()),
+                Just(String::new()),
+                "[a-z0-9]{0,8}",
+            ]),
+            proptest::option::of(any::<i32>()),
+            any::<bool>(),
+        )
+            .prop_map(move |(flips, syntax, edition_value, self_import)| {
+                let mut set = FileDescriptorSet::decode(base.as_slice()).unwrap();
+                let last = set.file.len() - 1;
+                if let Some(syntax) = syntax {
+                    set.file[last].syntax = Some(syntax);
+                }
+                if self_import {
+                    let name = set.file[last].name().to_owned();
+                    set.file[last].dependency.push(name);
+                }
+                let mut encoded = Vec::new();
+                for (i, file) in set.file.iter().enumerate() {
+                    let mut bytes = file.encode_to_vec();
+                    if i == last
+                        && let Some(value) = edition_value
+                    {
+                        bytes.extend(edition(value));
+                    }
+                    wire::write_len_field(&mut encoded, SET_FILE, &bytes);
+                }
+                for (index, byte) in flips {
+                    let at = index.index(encoded.len());
+                    encoded[at] ^= byte;
+                }
+                encoded
+            })
+    }
+
     proptest! {
+        /// One rule: whatever publish accepts, every comparison reads.
+        #[test]
+        fn what_a_schema_accepts_every_check_reads(bytes in mutated_set()) {
+            if let Ok(schema) = Schema::from_bytes(&bytes) {
+                let set = schema.descriptor_set();
+                for category in flotilla_compat::Category::ALL {
+                    prop_assert!(flotilla_compat::check(&set, &set, category).is_ok());
+                    prop_assert!(
+                        flotilla_compat::check_encoded(schema.bytes(), schema.bytes(), category).is_ok()
+                    );
+                }
+                prop_assert!(flotilla_compat::policy::caller_compatibility(&set, &set).is_ok());
+            }
+        }
+
         #[test]
         fn arbitrary_bytes_are_an_error_not_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = Schema::from_bytes(&bytes);

@@ -122,7 +122,10 @@ pub(crate) fn same_name(diff: &Diff<'_>) -> Vec<Finding> {
 /// FIELD_SAME_JSON_NAME: extensions cannot set a JSON name, so they are skipped.
 pub(crate) fn same_json_name(diff: &Diff<'_>) -> Vec<Finding> {
     field_changes(diff, |previous, current| {
-        let (before, after) = (previous.json_name(), current.json_name());
+        let (before, after) = (
+            diff.previous.json_name(previous),
+            diff.current.json_name(current),
+        );
         (!previous.is_extension() && before != after).then(|| {
             format!(
                 "{} changed option \"json_name\" from {before:?} to {after:?}.",

@@ -21,7 +21,7 @@ pub(crate) mod schema;
 mod services;
 #[cfg(test)]
 pub(crate) mod testing;
-mod validation;
+pub(crate) mod validation;
 
 use prost_types::FileDescriptorSet;
 

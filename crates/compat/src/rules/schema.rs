@@ -11,7 +11,7 @@ use prost_types::FileDescriptorSet;
 
 use super::features::{self, ExplicitFeatures, FeatureTable, Resolved, Syntax};
 use super::field::Field;
-use super::validation::validated_pool;
+use super::validation::{Validated, validated_pool};
 use crate::{CompatError, Side};
 
 /// Files under this prefix are the well-known types: always imports, never checked.
@@ -38,6 +38,8 @@ pub(crate) struct Schema {
     /// The syntax each file declared (the pool may hold a rewritten copy, see [`Schema::build`]).
     syntax: HashMap<String, Syntax>,
     features: FeatureTable,
+    /// The real JSON names of the fields the pool holds a stand-in for (see [`validated_pool`]).
+    json_names: HashMap<String, String>,
 }
 
 impl Schema {
@@ -54,7 +56,7 @@ impl Schema {
             .map(|f| (f.name().to_owned(), Syntax::parse(f.syntax.as_deref())))
             .collect::<HashMap<_, _>>();
         let invalid = |reason: String| CompatError::InvalidSchema { which, reason };
-        let pool = validated_pool(set).map_err(invalid)?;
+        let Validated { pool, json_names } = validated_pool(set, &features).map_err(invalid)?;
         let files: BTreeMap<_, _> = pool
             .files()
             .filter(|f| is_checked_file(f.name()))
@@ -69,6 +71,7 @@ impl Schema {
             extensions: BTreeMap::new(),
             syntax,
             features,
+            json_names,
         };
         schema.index();
         Ok(schema)
@@ -106,6 +109,14 @@ impl Schema {
             .get(file.name())
             .copied()
             .unwrap_or(Syntax::Proto2)
+    }
+
+    /// The field's JSON name as its schema gives it.
+    pub(crate) fn json_name<'a>(&'a self, field: &'a Field) -> &'a str {
+        match self.json_names.get(&field.full_name()) {
+            Some(real) => real,
+            None => field.json_name(),
+        }
     }
 
     /// The file's edition; only meaningful for editions files.
