@@ -9,6 +9,8 @@ use std::{
 };
 
 use miette::{Diagnostic, SourceCode};
+
+mod json_names;
 use prost::Message;
 use prost_types::FileDescriptorSet;
 
@@ -112,14 +114,16 @@ fn compile_directory(dir: &Path, role: Role) -> Result<FileDescriptorSet, InputE
         path: dir.to_owned(),
         diagnostics: describe_compile_error(&error, dir),
     };
-    let set = protox::Compiler::new([dir])
-        .map_err(compile_error)?
+    let resolver = json_names::TolerantResolver::new(dir);
+    let stand_ins = resolver.stand_ins();
+    let mut set = protox::Compiler::with_file_resolver(resolver)
         .include_imports(true)
         .include_source_info(true)
         // Names relative to the include path, so protox finds each file as an import would.
         .open_files(&names)
         .map_err(compile_error)?
         .file_descriptor_set();
+    json_names::restore(&mut set, &stand_ins);
     Ok(set)
 }
 
@@ -359,6 +363,46 @@ mod tests {
                 "{name}: {error:?}"
             );
         }
+    }
+
+    #[test]
+    fn proto2_fields_may_share_a_default_json_name_as_protoc_allows() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "demo/owner.proto",
+            "syntax = \"proto2\";\npackage demo;\n\
+             message Owner { optional string ownerId = 1; optional string owner_id = 2;\n\
+               message Nested { optional int32 a_b = 1; optional int32 aB = 2; } }\n",
+        );
+        let set = load(dir.path(), Role::New).unwrap();
+        let owner = &set.file[0].message_type[0];
+        let json: Vec<_> = owner.field.iter().map(|f| f.json_name()).collect();
+        assert_eq!(json, ["ownerId", "ownerId"], "protoc's JSON names");
+        let nested: Vec<_> = owner.nested_type[0]
+            .field
+            .iter()
+            .map(|f| f.json_name())
+            .collect();
+        assert_eq!(nested, ["aB", "aB"]);
+        // The set is a valid schema by the registry's rule too.
+        assert!(flotilla_compat::validate_encoded(&set.encode_to_vec()).is_ok());
+    }
+
+    #[test]
+    fn proto3_fields_may_not_share_a_json_name_and_the_error_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "demo/owner.proto",
+            "syntax = \"proto3\";\npackage demo;\nmessage Owner { string ownerId = 1; string owner_id = 2; }\n",
+        );
+        let error = load(dir.path(), Role::New).unwrap_err();
+        let InputError::Compile { diagnostics, .. } = &error else {
+            panic!("{error:?}");
+        };
+        assert!(diagnostics.contains("owner.proto"), "{diagnostics}");
+        assert!(diagnostics.contains("'ownerId'"), "{diagnostics}");
     }
 
     #[test]
