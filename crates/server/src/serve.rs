@@ -217,6 +217,8 @@ pub(crate) async fn serve(
             instance_rx,
         ))
         .layer(metrics.layer())
+        // Innermost, so a panic is logged in the call's span and counted as INTERNAL.
+        .layer(flotilla_shell::GuardLayer)
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming(listener), async {
             let _ = drain_rx.await;

@@ -73,6 +73,16 @@ pub fn current_traceparent() -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The trace id of the current span, as 32 hex digits; `None` outside a valid trace.
+pub fn current_trace_id() -> Option<String> {
+    let id = tracing::Span::current()
+        .context()
+        .span()
+        .span_context()
+        .trace_id();
+    (id != opentelemetry::trace::TraceId::INVALID).then(|| id.to_string())
+}
+
 /// The context a stored `traceparent` value names.
 pub fn context_of_traceparent(traceparent: &str) -> opentelemetry::Context {
     let mut headers = http::HeaderMap::new();

@@ -143,6 +143,8 @@ pub async fn serve(
         .accept_http1(true)
         .layer(flotilla_telemetry::propagation::TraceLayer)
         .layer(call_metrics.layer())
+        // Innermost, so a panic is logged in the call's span and counted as INTERNAL.
+        .layer(flotilla_shell::GuardLayer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
