@@ -39,5 +39,6 @@ pub use schema::{Schema, SchemaError};
 pub use semver::{Version, VersionReq};
 pub use time::Timestamp;
 pub use validate::{
-    InvalidField, parse_address, parse_requirement, parse_version, validate_labels, validate_text,
+    InvalidField, MAX_VERSION_CHARS, Quoted, parse_address, parse_requirement, parse_version,
+    quote, validate_labels, validate_text,
 };

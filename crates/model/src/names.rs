@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::validate::InvalidField;
+use crate::validate::{InvalidField, quote};
 
 /// A service name: a DNS label (RFC 1123) that starts with a letter, so it can be a hostname, a
 /// Kubernetes object name and a container name as it is.
@@ -49,8 +49,9 @@ impl ServiceName {
             return Err(InvalidField::new(
                 field,
                 format!(
-                    "{text:?} is not a service name: use 1 to 63 lowercase letters, digits and '-', \
-                     starting with a letter and not ending with '-'"
+                    "{} is not a service name: use 1 to 63 lowercase letters, digits and '-', \
+                     starting with a letter and not ending with '-'",
+                    quote(text)
                 ),
             ));
         }
@@ -85,7 +86,7 @@ impl InstanceId {
         if !is_lowercase_uuid(text) {
             return Err(InvalidField::new(
                 field,
-                format!("{text:?} is not an instance id (a lowercase UUID)"),
+                format!("{} is not an instance id (a lowercase UUID)", quote(text)),
             ));
         }
         Ok(Self(text.to_owned()))

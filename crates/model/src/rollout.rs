@@ -9,7 +9,10 @@ use std::fmt;
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
-use crate::{ServiceName, Timestamp, validate::InvalidField};
+use crate::{
+    ServiceName, Timestamp,
+    validate::{InvalidField, quote},
+};
 
 /// A rollout's id: a lowercase UUID.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -24,7 +27,7 @@ impl RolloutId {
         if !crate::names::is_lowercase_uuid(text) {
             return Err(InvalidField::new(
                 field,
-                format!("{text:?} is not a rollout id (a lowercase UUID)"),
+                format!("{} is not a rollout id (a lowercase UUID)", quote(text)),
             ));
         }
         Ok(Self(text.to_owned()))

@@ -4,6 +4,11 @@ use std::collections::BTreeMap;
 
 use semver::{Version, VersionReq};
 
+pub use flotilla_compat::quote::{Quoted, quote};
+
+/// The longest version or requirement accepted, in characters.
+pub const MAX_VERSION_CHARS: usize = 256;
+
 /// A field of a request that failed validation, named as the wire names it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -28,8 +33,13 @@ pub fn parse_version(field: &str, text: &str) -> Result<Version, InvalidField> {
     if text.is_empty() {
         return Err(InvalidField::new(field, "is required"));
     }
-    Version::parse(text)
-        .map_err(|e| InvalidField::new(field, format!("{text:?} is not a semver 2.0 version: {e}")))
+    too_long(field, text, MAX_VERSION_CHARS)?;
+    Version::parse(text).map_err(|e| {
+        InvalidField::new(
+            field,
+            format!("{} is not a semver 2.0 version: {e}", quote(text)),
+        )
+    })
 }
 
 /// Parses a semver requirement such as `^1.1` or `>=1.2, <3`; an empty string means any version.
@@ -37,14 +47,31 @@ pub fn parse_requirement(field: &str, text: &str) -> Result<VersionReq, InvalidF
     if text.trim().is_empty() {
         return Ok(VersionReq::STAR);
     }
-    VersionReq::parse(text)
-        .map_err(|e| InvalidField::new(field, format!("{text:?} is not a semver requirement: {e}")))
+    too_long(field, text, MAX_VERSION_CHARS)?;
+    VersionReq::parse(text).map_err(|e| {
+        InvalidField::new(
+            field,
+            format!("{} is not a semver requirement: {e}", quote(text)),
+        )
+    })
+}
+
+/// Refuses `text` when it has more than `max_chars` characters, quoting it short.
+fn too_long(field: &str, text: &str, max_chars: usize) -> Result<(), InvalidField> {
+    if text.chars().nth(max_chars).is_some() {
+        return Err(InvalidField::new(
+            field,
+            format!("{} is longer than {max_chars} characters", quote(text)),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a `host:port` address: a DNS name, an IPv4 address or a bracketed IPv6 address, and a
 /// port from 1 to 65535.
 pub fn parse_address(field: &str, text: &str) -> Result<String, InvalidField> {
-    let bad = |why: &str| InvalidField::new(field, format!("{text:?} is not host:port: {why}"));
+    let bad =
+        |why: &str| InvalidField::new(field, format!("{} is not host:port: {why}", quote(text)));
     let (host, port) = text.rsplit_once(':').ok_or_else(|| bad("no port"))?;
     match port.parse::<u16>() {
         Ok(p) if p > 0 => {}
@@ -84,13 +111,13 @@ pub fn validate_labels(field: &str, labels: &BTreeMap<String, String>) -> Result
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '/' | '-'));
         if !key_ok {
             return Err(InvalidField::new(
-                format!("{field}[{key:?}]"),
+                format!("{field}[{}]", quote(key)),
                 "keys have 1 to 63 characters from [A-Za-z0-9._/-]",
             ));
         }
         if value.len() > 256 {
             return Err(InvalidField::new(
-                format!("{field}[{key:?}]"),
+                format!("{field}[{}]", quote(key)),
                 "values have at most 256 characters",
             ));
         }
@@ -108,7 +135,7 @@ pub fn validate_text(
     if required && text.trim().is_empty() {
         return Err(InvalidField::new(field, "is required"));
     }
-    if text.chars().count() > max_chars {
+    if text.chars().nth(max_chars).is_some() {
         return Err(InvalidField::new(
             field,
             format!("is longer than {max_chars} characters"),

@@ -286,11 +286,9 @@ impl Registry for RegistryApi {
         })?;
         let evaluation =
             gate::evaluate_against(policy, &against, &candidate_version, &schema, &stored)
-                .map_err(|e| {
-                    RegistryError::from(model::InvalidField::new(
-                        "file_descriptor_set",
-                        e.to_string(),
-                    ))
+                .map_err(|e| RegistryError::Comparison {
+                    summary: gate::failure_summary(&e, &stored),
+                    internal: matches!(e, flotilla_compat::CompatError::Internal),
                 })?;
         Ok(Response::new(convert::compatibility_response(
             &evaluation,

@@ -21,6 +21,10 @@ pub enum RegistryError {
         requirement: VersionReq,
         rejected: Vec<Rejection>,
     },
+    /// A dry run could not compare with the stored versions (one's stored schema is invalid),
+    /// or the engine failed (`internal`).
+    #[error("{summary}")]
+    Comparison { summary: String, internal: bool },
     #[error("the registry is shutting down")]
     ShuttingDown,
 }
@@ -29,8 +33,18 @@ fn rejections_summary(rejected: &[Rejection]) -> String {
     if rejected.is_empty() {
         return " (it has no versions)".to_owned();
     }
-    let details: Vec<&str> = rejected.iter().map(|r| r.detail.as_str()).collect();
-    format!(": {}", details.join("; "))
+    // The details list every rejection; the message names the first few.
+    const SHOWN: usize = 5;
+    let details: Vec<&str> = rejected
+        .iter()
+        .take(SHOWN)
+        .map(|r| r.detail.as_str())
+        .collect();
+    let more = match rejected.len().saturating_sub(SHOWN) {
+        0 => String::new(),
+        n => format!("; and {n} more"),
+    };
+    format!(": {}{more}", details.join("; "))
 }
 
 impl From<RegistryError> for Status {
@@ -58,6 +72,18 @@ impl From<RegistryError> for Status {
                     [("service".to_owned(), service.to_string())],
                 );
                 Code::NotFound
+            }
+            RegistryError::Comparison { internal: true, .. } => {
+                tracing::error!(error = %message, "the compatibility engine failed");
+                Code::Internal
+            }
+            RegistryError::Comparison { .. } => {
+                details.add_precondition_failure_violation(
+                    "STORED_SCHEMA",
+                    "versions",
+                    message.clone(),
+                );
+                Code::FailedPrecondition
             }
             RegistryError::ShuttingDown => Code::Unavailable,
             RegistryError::Store(store) => return store_status(store, message, details),

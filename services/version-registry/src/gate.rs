@@ -30,7 +30,7 @@ impl PublishGate for CompatibilityGate {
             earlier,
         )
         .map_err(|e| GateRejection {
-            summary: format!("the compatibility check failed: {e}"),
+            summary: failure_summary(&e, earlier),
             violations: vec![],
         })?;
         if evaluation.accepted() {
@@ -54,6 +54,36 @@ impl PublishGate for CompatibilityGate {
                 })
                 .collect(),
         })
+    }
+}
+
+/// Why a comparison with stored versions could not be made, in words an operator can act on.
+/// The candidate was validated when the request was read, so a schema the engine refuses is a
+/// stored one: accepted before validation was what it is now. Yanking that version takes it out
+/// of every later comparison.
+pub fn failure_summary(error: &CompatError, stored: &[VersionRecord]) -> String {
+    match error {
+        CompatError::InvalidSchema {
+            which: flotilla_compat::Side::Previous,
+            ..
+        }
+        | CompatError::Decode {
+            which: flotilla_compat::Side::Previous,
+            ..
+        } => {
+            let invalid = stored.iter().find_map(|r| {
+                let problem = flotilla_compat::validate_encoded(r.schema.bytes()).err()?;
+                (r.state != LifecycleState::Yanked).then_some((r, problem))
+            });
+            match invalid {
+                Some((record, problem)) => format!(
+                    "the stored schema of {} {} {problem}; yank that version to publish past it",
+                    record.service, record.version
+                ),
+                None => format!("the compatibility check failed: {error}"),
+            }
+        }
+        _ => format!("the compatibility check failed: {error}"),
     }
 }
 
