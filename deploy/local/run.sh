@@ -80,7 +80,8 @@ start registry "$bin/version-registry" --listen "$listen" --data-file "$state_di
 echo "   version-registry      $address"
 start orchestrator "$bin/rollout-orchestrator" --listen "$orchestrator_listen" \
   --registry "$registry" --data-file "$state_dir/orchestrator.sqlite" \
-  --state-dir "$state_dir/instances" --bin-dir "$bin"
+  --state-dir "$state_dir/instances" --bin-dir "$bin" \
+  --allow-program "$bin/demo-greeter" --allow-program "$bin/demo-frontend"
 echo "   rollout-orchestrator  $address"
 
 step "publishing greeter releases (schema + how to run them; nothing runs yet)"

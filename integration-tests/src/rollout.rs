@@ -88,6 +88,7 @@ impl RolloutFleet {
         let data = self.dir.path().join("orchestrator.sqlite");
         let state = self.state_dir();
         let bin = binary_dir();
+        let (greeter, frontend) = (bin.join("demo-greeter"), bin.join("demo-frontend"));
         let store = match &self.database_url {
             Some(url) => ["--database-url", url.as_str()],
             None => [
@@ -106,6 +107,11 @@ impl RolloutFleet {
             state.to_str().context("a UTF-8 temporary path")?,
             "--bin-dir",
             bin.to_str().context("a UTF-8 binary path")?,
+            // The fleet's own binaries, and nothing else.
+            "--allow-program",
+            greeter.to_str().context("a UTF-8 binary path")?,
+            "--allow-program",
+            frontend.to_str().context("a UTF-8 binary path")?,
             // Short, so a successor takes over quickly after a kill.
             "--lease-ttl-ms",
             "1500",

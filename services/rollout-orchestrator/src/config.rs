@@ -60,6 +60,25 @@ pub struct Config {
     )]
     pub bin_dirs: Vec<PathBuf>,
 
+    /// A program the local platform may run, or a directory whose programs it may run;
+    /// repeated, or separated by ':' in the environment. None by default: an artifact's
+    /// command is the publisher's choice, and this host is not theirs to run anything on.
+    #[arg(
+        long = "allow-program",
+        env = "FLOTILLA_ORCHESTRATOR_ALLOW_PROGRAMS",
+        value_delimiter = ':'
+    )]
+    pub allow_programs: Vec<PathBuf>,
+
+    /// An image pattern the Docker platform may run (`*` matches any characters, e.g.
+    /// `flotilla/*`); repeated, or separated by ',' in the environment. None by default.
+    #[arg(
+        long = "allow-image",
+        env = "FLOTILLA_ORCHESTRATOR_ALLOW_IMAGES",
+        value_delimiter = ','
+    )]
+    pub allow_images: Vec<String>,
+
     /// Where instances run: local processes, or containers on a Docker Engine.
     #[arg(long, env = "FLOTILLA_ORCHESTRATOR_PLATFORM", value_enum, default_value_t = PlatformKind::Local)]
     pub platform: PlatformKind,

@@ -17,7 +17,10 @@ use crate::{
     config::{Config, PlatformKind},
     context::Context,
     metrics::OrchestratorMetrics,
-    platform::{DockerConfig, DockerConnectError, DockerPlatform, LocalProcessPlatform, Platform},
+    platform::{
+        AllowListError, DockerConfig, DockerConnectError, DockerPlatform, ImageAllowList,
+        LocalProcessPlatform, Platform, ProgramAllowList,
+    },
     registry::Registry,
     supervisor,
 };
@@ -37,6 +40,8 @@ pub enum ServeError {
     Webhooks(#[from] crate::alerts::WebhookConfigError),
     #[error("the Docker platform: {0}")]
     Docker(#[from] DockerConnectError),
+    #[error(transparent)]
+    AllowList(#[from] AllowListError),
     #[error("building reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("serving gRPC: {0}")]
@@ -78,20 +83,38 @@ pub async fn serve(
         None => Alerts::disabled(),
     };
     let platform: Arc<dyn Platform> = match config.platform {
-        PlatformKind::Local => Arc::new(LocalProcessPlatform::new(
-            config.state_dir.clone(),
-            config.bin_dirs.clone(),
-            &config.instance_host,
-            &config.registry,
-        )),
-        PlatformKind::Docker => Arc::new(
-            DockerPlatform::connect(DockerConfig {
-                network: config.docker_network.clone().unwrap_or_default(),
-                registry: config.registry.clone(),
-                instance_port: config.docker_instance_port,
-            })
-            .await?,
-        ),
+        PlatformKind::Local => {
+            let allowed = ProgramAllowList::new(&config.allow_programs)?;
+            if allowed.is_empty() {
+                tracing::warn!(
+                    "no --allow-program: the local platform will refuse every artifact's program"
+                );
+            }
+            Arc::new(LocalProcessPlatform::new(
+                config.state_dir.clone(),
+                config.bin_dirs.clone(),
+                allowed,
+                &config.instance_host,
+                &config.registry,
+            ))
+        }
+        PlatformKind::Docker => {
+            let allowed_images = ImageAllowList::new(&config.allow_images);
+            if allowed_images.is_empty() {
+                tracing::warn!(
+                    "no --allow-image: the Docker platform will refuse every artifact's image"
+                );
+            }
+            Arc::new(
+                DockerPlatform::connect(DockerConfig {
+                    network: config.docker_network.clone().unwrap_or_default(),
+                    registry: config.registry.clone(),
+                    instance_port: config.docker_instance_port,
+                    allowed_images,
+                })
+                .await?,
+            )
+        }
     };
     let ctx = Context {
         store,

@@ -18,7 +18,7 @@ use bollard::{
 };
 use flotilla_model::{Artifact, RolloutId, ServiceName, Version};
 use flotilla_rollout_orchestrator::platform::{
-    DockerConfig, DockerPlatform, InstanceSpec, Platform,
+    DockerConfig, DockerPlatform, ImageAllowList, InstanceSpec, Platform,
 };
 use futures::TryStreamExt;
 
@@ -251,13 +251,21 @@ fn uuid_suffix() -> String {
 }
 
 fn spec(service: &ServiceName, version: &str, command: &[&str]) -> InstanceSpec {
-    InstanceSpec {
-        service: service.clone(),
-        version: Version::parse(version).unwrap(),
-        artifact: Artifact {
+    spec_with(
+        service,
+        version,
+        Artifact {
             image: image(),
             command: command.iter().map(|s| s.to_string()).collect(),
         },
+    )
+}
+
+fn spec_with(service: &ServiceName, version: &str, artifact: Artifact) -> InstanceSpec {
+    InstanceSpec {
+        service: service.clone(),
+        version: Version::parse(version).unwrap(),
+        artifact,
         rollout: RolloutId::parse("rollout", &uuid::Uuid::new_v4().to_string()).unwrap(),
     }
 }
@@ -297,6 +305,10 @@ async fn containers_are_started_found_after_a_restart_and_stopped() {
         network: network.clone(),
         registry: "http://registry:50051".into(),
         instance_port: PORT,
+        allowed_images: ImageAllowList::new(&[
+            format!("{IMAGE_REPO}:*"),
+            "flotilla-test/no-such-*".into(),
+        ]),
     };
     let platform = DockerPlatform::connect(config.clone())
         .await
@@ -316,6 +328,30 @@ async fn containers_are_started_found_after_a_restart_and_stopped() {
         .to_string();
     assert!(error.contains(&missing.image), "{error}");
     assert!(error.contains("never pulls"), "{error}");
+    // An image the operator did not allow is refused before the engine is asked anything,
+    // even one that is on the host.
+    for image in ["busybox:latest".to_owned(), format!("{IMAGE_REPO}-other:1")] {
+        let refused = Artifact {
+            image: image.clone(),
+            command: vec!["/bin/busybox".into(), "sh".into()],
+        };
+        let error = platform
+            .check(&service, &v1, &refused)
+            .await
+            .expect_err("a disallowed image is refused")
+            .to_string();
+        assert!(
+            error.contains(&format!("{image:?} is not allowed")),
+            "{error}"
+        );
+        let error = platform
+            .start(&spec_with(&service, "1.0.0", refused.clone()))
+            .await
+            .expect_err("and never started")
+            .to_string();
+        assert!(error.contains("not allowed"), "{error}");
+    }
+    assert!(containers_of(&docker, service.as_str()).await.is_empty());
     let error = platform
         .check(&service, &v1, &Artifact::default())
         .await
@@ -491,6 +527,10 @@ async fn connecting_names_the_socket_or_the_missing_network() {
         network: "flotilla-no-such-network".into(),
         registry: "http://registry:50051".into(),
         instance_port: PORT,
+        allowed_images: ImageAllowList::new(&[
+            format!("{IMAGE_REPO}:*"),
+            "flotilla-test/no-such-*".into(),
+        ]),
     };
     let error = DockerPlatform::connect_to("unix:///nonexistent/docker.sock", config.clone())
         .await

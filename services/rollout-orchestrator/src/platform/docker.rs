@@ -53,6 +53,8 @@ pub struct DockerConfig {
     pub registry: String,
     /// The port every instance listens on inside its container.
     pub instance_port: u16,
+    /// The images it may run (see [`super::allow`]).
+    pub allowed_images: super::ImageAllowList,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -196,16 +198,23 @@ impl Platform for DockerPlatform {
                 "its artifact names no image, and the Docker platform runs images".into(),
             ));
         }
+        if !self.config.allowed_images.permits(&artifact.image) {
+            return Err(unrunnable(format!(
+                "its image {} is not allowed on this orchestrator: the Docker platform runs only \
+                 images matching its operator's --allow-image patterns",
+                flotilla_model::quote(&artifact.image)
+            )));
+        }
         match self.docker.inspect_image(&artifact.image).await {
             Ok(_) => Ok(()),
             Err(e) if is_status(&e, 404) => Err(unrunnable(format!(
-                "its image {:?} is not on the Docker host, and the Docker platform never pulls \
+                "its image {} is not on the Docker host, and the Docker platform never pulls \
                  images: build or load it there first",
-                artifact.image
+                flotilla_model::quote(&artifact.image)
             ))),
             Err(e) => Err(unrunnable(format!(
-                "inspecting its image {:?}: {e}",
-                artifact.image
+                "inspecting its image {}: {e}",
+                flotilla_model::quote(&artifact.image)
             ))),
         }
     }

@@ -1,4 +1,7 @@
 //! The embedded platform: each instance is a local process started from the artifact's command.
+//! It runs only programs the operator allowed (see [`super::allow`]), found in the `--bin-dir`
+//! directories or on PATH, and never through a shell: the command is the program and its
+//! arguments, as an exec takes them.
 //!
 //! The command's arguments may name `{listen}` (the IP address and port to bind), `{advertise}`
 //! (host:port, what callers dial), `{host}`, `{port}` and `{registry}`; the driver picks a free
@@ -23,7 +26,7 @@ use nix::{sys::signal::Signal, unistd::Pid};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::{InstanceSpec, Platform, PlatformError, PlatformInstance};
+use super::{InstanceSpec, Platform, PlatformError, PlatformInstance, allow::ProgramAllowList};
 
 /// How long a stopped instance may drain before it is killed.
 const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
@@ -43,6 +46,7 @@ pub struct LocalProcessPlatform {
 struct Inner {
     state_dir: PathBuf,
     bin_dirs: Vec<PathBuf>,
+    allowed: ProgramAllowList,
     host: String,
     registry: String,
     stop_grace: Duration,
@@ -66,11 +70,18 @@ struct Record {
 }
 
 impl LocalProcessPlatform {
-    pub fn new(state_dir: PathBuf, bin_dirs: Vec<PathBuf>, host: &str, registry: &str) -> Self {
+    pub fn new(
+        state_dir: PathBuf,
+        bin_dirs: Vec<PathBuf>,
+        allowed: ProgramAllowList,
+        host: &str,
+        registry: &str,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 state_dir,
                 bin_dirs,
+                allowed,
                 host: host.to_owned(),
                 registry: registry.to_owned(),
                 stop_grace: DEFAULT_STOP_GRACE,
@@ -84,16 +95,55 @@ impl LocalProcessPlatform {
         self.inner.state_dir.join("records").join(service.as_str())
     }
 
-    fn resolve_program(&self, program: &str) -> PathBuf {
+    /// The file `program` names: itself when it is a path, else the first match in the
+    /// `--bin-dir` directories, then on PATH.
+    fn find_program(&self, program: &str) -> Option<PathBuf> {
         if program.contains('/') {
-            return PathBuf::from(program);
+            let path = PathBuf::from(program);
+            return path.is_file().then_some(path);
         }
+        let path_dirs = std::env::var_os("PATH")
+            .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+            .unwrap_or_default();
         self.inner
             .bin_dirs
             .iter()
+            .chain(&path_dirs)
             .map(|dir| dir.join(program))
             .find(|candidate| candidate.is_file())
-            .unwrap_or_else(|| PathBuf::from(program))
+    }
+
+    /// The canonical path of the program an artifact runs, if it exists and is allowed.
+    fn allowed_program(
+        &self,
+        service: &ServiceName,
+        version: &Version,
+        artifact: &Artifact,
+    ) -> Result<PathBuf, PlatformError> {
+        let unrunnable = |reason: String| PlatformError::Unrunnable {
+            service: service.clone(),
+            version: version.clone(),
+            reason,
+        };
+        let Some(program) = artifact.command.first() else {
+            return Err(unrunnable(
+                "its artifact has no command, and the local platform runs commands".into(),
+            ));
+        };
+        let Some(found) = self.find_program(program) else {
+            return Err(unrunnable(format!(
+                "its artifact's program {} is not in the orchestrator's --bin-dir \
+                 directories or PATH",
+                flotilla_model::quote(program)
+            )));
+        };
+        self.inner.allowed.permits(&found).ok_or_else(|| {
+            unrunnable(format!(
+                "its artifact's program {} is not allowed on this orchestrator: the local \
+                 platform runs only programs its operator allowed with --allow-program",
+                flotilla_model::quote(program)
+            ))
+        })
     }
 
     async fn find_record(&self, pid: u32) -> Result<Option<(PathBuf, Record)>, PlatformError> {
@@ -151,36 +201,11 @@ impl Platform for LocalProcessPlatform {
         version: &Version,
         artifact: &Artifact,
     ) -> Result<(), PlatformError> {
-        let unrunnable = |reason: String| PlatformError::Unrunnable {
-            service: service.clone(),
-            version: version.clone(),
-            reason,
-        };
-        let Some(program) = artifact.command.first() else {
-            return Err(unrunnable(
-                "its artifact has no command, and the local platform runs commands".into(),
-            ));
-        };
-        let resolved = self.resolve_program(program);
-        let found = if resolved.components().count() > 1 {
-            resolved.is_file()
-        } else {
-            std::env::var_os("PATH").is_some_and(|path| {
-                std::env::split_paths(&path).any(|dir| dir.join(&resolved).is_file())
-            })
-        };
-        if !found {
-            return Err(unrunnable(format!(
-                "its artifact's program {program:?} is not in the orchestrator's --bin-dir \
-                 directories or PATH"
-            )));
-        }
-        Ok(())
+        self.allowed_program(service, version, artifact).map(drop)
     }
 
     async fn start(&self, spec: &InstanceSpec) -> Result<PlatformInstance, PlatformError> {
-        self.check(&spec.service, &spec.version, &spec.artifact)
-            .await?;
+        let program_path = self.allowed_program(&spec.service, &spec.version, &spec.artifact)?;
         let what = format!("{}@{}", spec.service, spec.version);
         let start_error = |source| PlatformError::Start {
             what: what.clone(),
@@ -216,7 +241,10 @@ impl Platform for LocalProcessPlatform {
             .map_err(start_error)?;
         let log_err = log.try_clone().map_err(start_error)?;
 
-        let mut program = tokio::process::Command::new(self.resolve_program(&command[0]));
+        // The path that was checked is the one run; the program keeps the name it was given
+        // as argv[0] (a multi-call binary such as busybox dispatches on it).
+        let mut program = tokio::process::Command::new(&program_path);
+        program.arg0(&command[0]);
         // The instance's startup joins the rollout's trace.
         if let Some(traceparent) = flotilla_telemetry::propagation::current_traceparent() {
             program.env(
@@ -461,10 +489,13 @@ fn process_alive(pid: u32, start_ticks: Option<u64>) -> bool {
 mod tests {
     use super::*;
 
+    /// A platform that may run the shell and sleep, which these tests start.
     fn platform(dir: &Path) -> LocalProcessPlatform {
+        let allowed = ProgramAllowList::new(&["/bin/sh".into(), "/bin/sleep".into()]).unwrap();
         LocalProcessPlatform::new(
             dir.to_path_buf(),
             Vec::new(),
+            allowed,
             "127.0.0.1",
             "http://127.0.0.1:1",
         )
@@ -596,5 +627,41 @@ mod tests {
             error.to_string().contains("no-such-program-anywhere"),
             "{error}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_program_the_operator_did_not_allow_is_refused_before_anything_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let platform = LocalProcessPlatform::new(
+            dir.path().to_path_buf(),
+            Vec::new(),
+            ProgramAllowList::new(&["/bin/sleep".into()]).unwrap(),
+            "127.0.0.1",
+            "http://127.0.0.1:1",
+        );
+        let marker = dir.path().join("ran");
+        let hostile = spec(&["/bin/sh", "-c", &format!("touch {}", marker.display())]);
+        for result in [
+            platform
+                .check(&hostile.service, &hostile.version, &hostile.artifact)
+                .await
+                .map(drop),
+            platform.start(&hostile).await.map(drop),
+        ] {
+            let error = result.unwrap_err();
+            assert!(
+                error.to_string().contains("\"/bin/sh\" is not allowed"),
+                "{error}"
+            );
+        }
+        // By its bare name, through PATH, it is the same program and refused the same way.
+        let by_name = spec(&["sh", "-c", "true"]);
+        assert!(platform.start(&by_name).await.is_err());
+        assert!(!marker.exists(), "nothing ran");
+        assert!(
+            !dir.path().join("logs").exists(),
+            "nothing was prepared either"
+        );
+        assert!(platform.start(&spec(&["sleep", "0"])).await.is_ok());
     }
 }

@@ -6,12 +6,14 @@
 //! pod. Every method is idempotent, and `list` recovers the instances after a restart, so no
 //! driver keeps state the orchestrator depends on in memory.
 
+pub mod allow;
 pub mod docker;
 pub mod local;
 
 use async_trait::async_trait;
 use flotilla_model::{Artifact, RolloutId, ServiceName, Version};
 
+pub use allow::{AllowListError, ImageAllowList, ProgramAllowList};
 pub use docker::{DockerConfig, DockerConnectError, DockerPlatform};
 pub use local::LocalProcessPlatform;
 
