@@ -3,25 +3,7 @@
 
 use std::process::Command;
 
-use flotilla_integration_tests::fleet::Fleet;
-
-/// Whether python3 can import grpcio, grpcio-health-checking and grpcio-reflection. Under CI
-/// (`CI` set) a missing module fails the test: `deploy/local/test.sh` installs them.
-fn python_with_grpc() -> bool {
-    let probe = Command::new("python3")
-        .args(["-c", "import grpc, grpc_health.v1, grpc_reflection"])
-        .status();
-    match probe {
-        Ok(status) if status.success() => true,
-        _ if std::env::var_os("CI").is_some() => panic!(
-            "python3 with grpcio, grpcio-health-checking and grpcio-reflection is missing under CI"
-        ),
-        _ => {
-            eprintln!("skipped: pip install grpcio grpcio-health-checking grpcio-reflection");
-            false
-        }
-    }
-}
+use flotilla_integration_tests::{fleet::Fleet, peers::python_with_grpc};
 
 #[test]
 fn python_grpcio_checks_health_and_calls_greeter_through_reflection() {
