@@ -11,5 +11,7 @@
 
 mod guard;
 pub mod status;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use guard::{GuardBody, GuardLayer, GuardService};
