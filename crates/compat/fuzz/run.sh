@@ -2,7 +2,8 @@
 # Runs every fuzz target of flotilla-compat for a bounded time each (default 60 s; the first
 # argument overrides), from a corpus seeded with the buf fixtures' descriptor sets, and prints
 # how many inputs each executed. The seed is fixed, so a run explores the same inputs in the
-# same order on every machine (how far it gets depends on the machine's speed). A crash fails the run and leaves its input under artifacts/.
+# same order on every machine (how far it gets depends on the machine's speed). A crash fails
+# the run and leaves its input under artifacts/.
 # Needs cargo-fuzz (installed from crates.io when missing); runs on the stable toolchain with
 # --sanitizer none (coverage-guided libFuzzer, no ASan: the code fuzzed forbids unsafe).
 set -euo pipefail
