@@ -338,6 +338,52 @@ mod tests {
         assert_eq!(headers["content-type"], "application/grpc");
     }
 
+    /// Log lines written while `run` runs, in the text format.
+    fn logged(run: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, run);
+        let bytes = buffer.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn a_panic_is_logged_in_the_calls_span_with_its_message() {
+        let log = logged(|| {
+            let span = tracing::info_span!("grpc.server", trace_id = %"4bf92f3577b34da6");
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let service = tower::service_fn(|_: Request<()>| async {
+                if true {
+                    panic!("index out of bounds");
+                }
+                Ok::<_, Infallible>(Response::new(Empty::new().boxed_unsync()))
+            });
+            let mut guarded = GuardLayer.layer(service);
+            let future = span.in_scope(|| guarded.call(Request::new(())));
+            let _ = runtime.block_on(future);
+        });
+        assert!(log.contains("trace_id=4bf92f3577b34da6"), "{log}");
+        assert!(log.contains("index out of bounds"), "{log}");
+        assert!(log.contains("ends with INTERNAL"), "{log}");
+    }
+
     #[tokio::test]
     async fn a_body_that_panics_mid_stream_ends_with_internal_trailers() {
         let service = tower::service_fn(|_: Request<()>| async {
