@@ -8,6 +8,7 @@ use std::{
 };
 
 use bytes::Bytes;
+use flotilla_proto::methods::idempotent_methods;
 use flotilla_proto::registry::v1::{
     EndpointSet, ServingStatus, WatchEndpointsRequest, registry_client::RegistryClient,
 };
@@ -21,7 +22,6 @@ use crate::{
     fleet::Fleet,
     follow::{follow, subscribe},
     registry_channel::{RegistryChannel, split_urls},
-    schema::idempotent_methods,
 };
 
 /// How long a connection to one registry replica may take before the next is tried.

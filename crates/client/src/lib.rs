@@ -39,7 +39,6 @@ mod future;
 mod health;
 mod picker;
 mod registry_channel;
-mod schema;
 mod snapshot;
 
 pub use answered_by::{AnsweredBy, INSTANCE_HEADER, SCHEMA_HEADER, VERSION_HEADER, answered_by};

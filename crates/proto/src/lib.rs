@@ -5,6 +5,8 @@
 //! `DESCRIPTOR_SET` constants are FileDescriptorSets with source info (doc comments) and imports,
 //! ready for tonic-reflection and for publishing to the registry.
 
+pub mod methods;
+
 /// `flotilla.registry.v1`: the version registry.
 pub mod registry {
     pub mod v1 {
