@@ -40,6 +40,7 @@ pub(crate) fn validated_pool(
     let mut copy = set.clone();
     for file in &mut copy.file {
         check_file_header(file, features)?;
+        check_default_values(file)?;
     }
     refuse_import_cycles(&copy)?;
     let mut json_names = HashMap::new();
@@ -83,6 +84,64 @@ fn check_file_header(
         }
     }
     Ok(())
+}
+
+/// Refuses a bytes field whose default value has an octal escape above `\377`, which protoc
+/// never writes and prost-reflect 0.16 overflows on while unescaping.
+fn check_default_values(file: &FileDescriptorProto) -> Result<(), String> {
+    let bytes_fields = file.extension.iter().chain(
+        all_messages(&file.message_type)
+            .into_iter()
+            .flat_map(|m| m.field.iter().chain(&m.extension)),
+    );
+    for field in bytes_fields {
+        let is_bytes =
+            field.r#type == Some(prost_types::field_descriptor_proto::Type::Bytes as i32);
+        if let (true, Some(default)) = (is_bytes, field.default_value.as_deref())
+            && has_octal_escape_above_255(default)
+        {
+            return Err(format!(
+                "field {} of {} has a default value with an octal escape above \\377",
+                crate::quote(field.name()),
+                crate::quote(file.name())
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Every message of a file, nested ones included.
+fn all_messages(top: &[DescriptorProto]) -> Vec<&DescriptorProto> {
+    let mut all = Vec::new();
+    let mut pending: Vec<&DescriptorProto> = top.iter().collect();
+    while let Some(message) = pending.pop() {
+        pending.extend(&message.nested_type);
+        all.push(message);
+    }
+    all
+}
+
+/// Whether a C-escaped string holds `\ooo` with a value above 255.
+fn has_octal_escape_above_255(escaped: &str) -> bool {
+    let bytes = escaped.as_bytes();
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes[at] != b'\\' {
+            at += 1;
+            continue;
+        }
+        at += 1;
+        let digits = bytes[at..]
+            .iter()
+            .take(3)
+            .take_while(|b| (b'0'..=b'7').contains(b))
+            .fold(0u32, |value, b| value * 8 + u32::from(b - b'0'));
+        if digits > 255 {
+            return true;
+        }
+        at += 1; // the escaped character, or the first digit
+    }
+    false
 }
 
 /// The editions protoc and buf compile today.
@@ -341,6 +400,35 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_bytes_default_with_an_octal_escape_above_377_is_refused() {
+        // What the fuzzer found: prost-reflect overflows unescaping "\\577".
+        let with_default = |default: &str| FileDescriptorSet {
+            file: vec![FileDescriptorProto {
+                message_type: vec![DescriptorProto {
+                    name: Some("M".into()),
+                    nested_type: vec![DescriptorProto {
+                        name: Some("N".into()),
+                        field: vec![FieldDescriptorProto {
+                            r#type: Some(12),
+                            default_value: Some(default.into()),
+                            ..field("b", 1, None)
+                        }],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..file("a.proto", &[], false)
+            }],
+        };
+        assert!(validate(&with_default("\\001\\577")).is_err_and(|e| e.contains("octal")));
+        assert!(
+            validate(&with_default("\\001\\377\\\\577")).is_ok(),
+            "an escaped backslash"
+        );
+        assert!(validate(&with_default("\\x7f\\0")).is_ok());
     }
 
     #[test]
