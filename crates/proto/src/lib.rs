@@ -125,6 +125,8 @@ pub mod headers {
     pub const SCHEMA_HEADER: &str = "x-flotilla-schema";
     /// Response header: the registry instance id of the instance that answered.
     pub const INSTANCE_HEADER: &str = "x-flotilla-instance";
+    /// Request header: who a mutation of the registry is recorded as done by in the audit log.
+    pub const ACTOR_HEADER: &str = "x-flotilla-actor";
 }
 
 pub use prost_types;

@@ -63,13 +63,9 @@ pub enum ServerError {
         message: String,
     },
 
-    /// The reflection service could not be built from the descriptor sets.
-    #[error("building reflection: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
-
-    /// Serving gRPC failed.
-    #[error("serving gRPC: {0}")]
-    Transport(#[from] tonic::transport::Error),
+    /// Reflection could not be built from the descriptor set, or serving gRPC failed.
+    #[error(transparent)]
+    Shell(#[from] flotilla_shell::ShellError),
 
     /// The listener's local address could not be read.
     #[error("reading the listener's address: {0}")]

@@ -34,13 +34,13 @@ mod lease;
 mod metadata;
 mod registry;
 mod serve;
-mod signal;
 
 pub use builder::{
     DEFAULT_LEASE_TTL, DEFAULT_REGISTRY_WAIT, DEFAULT_SHUTDOWN_GRACE, FleetServer,
     FleetServerBuilder, Ready,
 };
 pub use error::ServerError;
+/// The stop signal every server of the suite obeys (from the server shell).
+pub use flotilla_shell::shutdown_signal;
 pub use health::HealthHandle;
 pub use metadata::{INSTANCE_HEADER, SCHEMA_HEADER, VERSION_HEADER};
-pub use signal::shutdown_signal;

@@ -1,6 +1,7 @@
 //! The startup exchange with the registry: reach it, make sure the service exists, publish the
 //! version.
 
+use flotilla_proto::headers::ACTOR_HEADER;
 use std::{future::Future, time::Duration};
 
 use flotilla_client::RegistryChannel;
@@ -10,9 +11,6 @@ use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
 use crate::ServerError;
-
-/// The header the registry records as the actor of each mutation in its audit log.
-const ACTOR_HEADER: &str = "x-flotilla-actor";
 
 /// First and longest pause between attempts to reach a registry that is not up yet.
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);

@@ -8,20 +8,18 @@ use std::{
 
 use flotilla_model::{Schema, ServiceName, parse_address};
 use flotilla_proto::registry::v1 as pb;
+use flotilla_shell::{ServerShell, ShellError};
 use flotilla_telemetry::metrics::ServerMetrics;
 use http::HeaderValue;
 use tokio::{net::TcpListener, sync::watch, time::Instant};
-use tonic::{
-    service::Routes,
-    transport::{Server, server::TcpIncoming},
-};
+use tonic::service::Routes;
 use tracing::Instrument;
 
 use crate::{
     FleetServerBuilder, Ready, ServerError,
     health::{HealthBoard, health_names},
     lease::{InstanceSpec, Lease},
-    metadata::FleetMetadataLayer,
+    metadata::fleet_headers,
     registry::Registry,
 };
 
@@ -192,35 +190,15 @@ pub(crate) async fn serve(
     let mut mirror_switch = health.subscribe();
     let serving = *mirror_switch.borrow_and_update();
     board.set(serving).await;
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(&descriptor_set)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-    };
-    let routes = routes
-        .add_service(health_service)
-        .add_service(reflection().build_v1()?)
-        .add_service(reflection().build_v1alpha()?);
-
+    let routes = routes.add_service(health_service);
     let (instance_tx, instance_rx) = watch::channel(None);
     let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
     let metrics = ServerMetrics::new(&version_text);
-    let server = Server::builder()
-        // Prometheus scrapes `/metrics` over HTTP/1.1 on this same port; gRPC stays HTTP/2.
-        .accept_http1(true)
-        // Outermost: what the layers below log is logged inside the call's span.
-        .layer(flotilla_telemetry::propagation::TraceLayer)
-        .layer(FleetMetadataLayer::new(
-            version_header,
-            schema_header,
-            instance_rx,
-        ))
-        .layer(metrics.layer())
-        // Innermost, so a panic is logged in the call's span and counted as INTERNAL.
-        .layer(flotilla_shell::GuardLayer)
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(incoming(listener), async {
+    let server = ServerShell::new(routes, metrics.layer())
+        .reflect(descriptor_set.clone())
+        .response_headers(fleet_headers(version_header, schema_header, instance_rx))
+        .grace(shutdown_grace)
+        .serve(listener, async {
             let _ = drain_rx.await;
         });
     let mut server = std::pin::pin!(server);
@@ -284,30 +262,16 @@ pub(crate) async fn serve(
         return stopped_early(served);
     }
     let _ = drain_tx.send(());
-    match tokio::time::timeout(shutdown_grace, &mut server).await {
-        Ok(served) => served?,
-        // A client that never closes its connection must not hold the process past the grace.
-        Err(_) => tracing::warn!(
-            grace = ?shutdown_grace,
-            "connections still open after the grace period; closing them"
-        ),
-    }
+    // The shell lets open calls finish for the grace period, then closes what is left.
+    (&mut server).await?;
     Ok(())
 }
 
-/// The gRPC server ended without being asked to: its error, or a transport error saying so.
-fn stopped_early(served: Result<(), tonic::transport::Error>) -> Result<(), ServerError> {
+/// The gRPC server ended without being asked to: its error, or a warning saying so.
+fn stopped_early(served: Result<(), ShellError>) -> Result<(), ServerError> {
     served?;
     tracing::warn!("the gRPC server stopped before shutdown was asked for");
     Ok(())
-}
-
-/// Accepted connections with Nagle's algorithm off: a unary reply is written as several small
-/// frames (headers, data, trailers), and Nagle plus delayed ACKs would stall each by up to 40 ms.
-fn incoming(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(Duration::from_secs(60)))
 }
 
 /// The address to register: the one set, validated, or the listener's, with an unspecified IP

@@ -35,6 +35,7 @@ fn sdk_disabled() -> bool {
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum LogFormat {
     #[default]
     Text,

@@ -4,6 +4,7 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Parser, ValueEnum};
+pub use flotilla_telemetry::traces::LogFormat;
 
 use crate::{
     alerts::{WebhookConfigError, WebhookSettings, parse_event_kinds},
@@ -169,12 +170,6 @@ pub enum PlatformKind {
     Local,
     /// Containers on the Docker Engine at `DOCKER_HOST` (the local socket when unset).
     Docker,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 impl Config {

@@ -17,16 +17,12 @@ async fn main() -> anyhow::Result<()> {
     println!("rollout-orchestrator listening on {address}");
     tracing::info!(%address, "serving gRPC");
 
-    serve(&config, store, listener, flotilla_server::shutdown_signal()).await?;
+    serve(&config, store, listener, flotilla_shell::shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }
 
 fn init_telemetry(format: LogFormat) -> anyhow::Result<TelemetryGuard> {
     let identity = ProcessIdentity::of("rollout-orchestrator", env!("CARGO_PKG_VERSION"));
-    let format = match format {
-        LogFormat::Text => traces::LogFormat::Text,
-        LogFormat::Json => traces::LogFormat::Json,
-    };
     traces::init(&identity, format).context("setting up logs and traces")
 }

@@ -1,6 +1,7 @@
 //! The orchestrator's view of the version registry: versions, instances, consumers, and the
 //! route weights through which it moves traffic.
 
+use flotilla_proto::headers::ACTOR_HEADER;
 use std::time::Duration;
 
 use flotilla_client::{RegistryChannel, RegistryUrlError};
@@ -8,8 +9,6 @@ use flotilla_model::{ServiceName, Version};
 use flotilla_proto::registry::v1::{self as pb, registry_client::RegistryClient};
 use tonic::Status;
 
-/// The header the registry records as the actor of each mutation in its audit log.
-const ACTOR_HEADER: &str = "x-flotilla-actor";
 const ACTOR: &str = "rollout-orchestrator";
 
 #[derive(Debug, Clone)]

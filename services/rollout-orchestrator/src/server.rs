@@ -4,9 +4,10 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
 use flotilla_proto::rollout::v1::orchestrator_server::OrchestratorServer;
+use flotilla_shell::{ServerShell, ShellError};
 use flotilla_store::{PostgresConfig, PostgresStore, RolloutStore, SqliteStore, StoreError};
 use tokio::{net::TcpListener, sync::watch};
-use tonic::transport::server::TcpIncoming;
+use tonic::service::Routes;
 
 use flotilla_telemetry::metrics::ServerMetrics;
 
@@ -42,10 +43,8 @@ pub enum ServeError {
     Docker(#[from] DockerConnectError),
     #[error(transparent)]
     AllowList(#[from] AllowListError),
-    #[error("building reflection: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
-    #[error("serving gRPC: {0}")]
-    Transport(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Shell(#[from] ShellError),
 }
 
 /// Opens the store the configuration names: PostgreSQL when a URL is given, else the embedded
@@ -146,11 +145,7 @@ pub async fn serve(
     health
         .set_serving::<OrchestratorServer<OrchestratorApi>>()
         .await;
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
     let api = OrchestratorServer::new(OrchestratorApi::new(ctx, stop_rx));
-
-    let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
     let drain = async {
         shutdown.await;
         tracing::info!("shutting down: draining calls, releasing leases");
@@ -158,50 +153,16 @@ pub async fn serve(
             .set_not_serving::<OrchestratorServer<OrchestratorApi>>()
             .await;
         let _ = stop_tx.send(true);
-        let _ = draining_tx.send(());
     };
     let call_metrics = ServerMetrics::with_registry(exposition, env!("CARGO_PKG_VERSION"));
-    let server = tonic::transport::Server::builder()
-        // Prometheus scrapes `/metrics` over HTTP/1.1 on the gRPC port; gRPC stays HTTP/2.
-        .accept_http1(true)
-        .layer(flotilla_telemetry::propagation::TraceLayer)
-        .layer(call_metrics.layer())
-        // Innermost, so a panic is logged in the call's span and counted as INTERNAL.
-        .layer(flotilla_shell::GuardLayer)
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(api)
-        .serve_with_incoming_shutdown(incoming(listener), drain);
-    let grace = config.shutdown_grace();
-    let grace_expired = async {
-        if draining_rx.await.is_ok() {
-            tokio::time::sleep(grace).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        served = server => served?,
-        _ = grace_expired => {
-            tracing::warn!(?grace, "connections still open after the grace period; closing them");
-        }
-    }
+    ServerShell::new(
+        Routes::new(health_service).add_service(api),
+        call_metrics.layer(),
+    )
+    .reflect(flotilla_proto::rollout::v1::DESCRIPTOR_SET)
+    .grace(config.shutdown_grace())
+    .serve(listener, drain)
+    .await?;
     let _ = supervisor.await;
     Ok(())
-}
-
-/// Accepted connections with Nagle's algorithm off (see the registry's server.rs).
-fn incoming(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(Duration::from_secs(60)))
-}
-
-/// Reflection for the orchestrator, health, and the google.rpc error details it sends.
-fn reflection() -> tonic_reflection::server::Builder<'static> {
-    tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(flotilla_proto::rollout::v1::DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
 }

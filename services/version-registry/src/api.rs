@@ -1,5 +1,6 @@
 //! The flotilla.registry.v1.Registry gRPC service.
 
+use flotilla_proto::headers::ACTOR_HEADER;
 use std::{collections::HashMap, pin::Pin, sync::Arc};
 
 use flotilla_model::{self as model, InstanceId, Timestamp, select_endpoints};
@@ -17,8 +18,6 @@ use crate::{
     metrics::{RegistryMetrics, WatcherGuard},
 };
 
-/// The request header in which callers name themselves for the audit log.
-pub const ACTOR_HEADER: &str = "x-flotilla-actor";
 const MAX_ACTOR_LEN: usize = 128;
 
 /// The registry's request handlers: validation at the edge, then one store call per mutation.

@@ -3,7 +3,8 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+pub use flotilla_telemetry::traces::LogFormat;
 
 pub const ENV_LISTEN: &str = "FLOTILLA_REGISTRY_LISTEN";
 pub const ENV_DATABASE_URL: &str = "FLOTILLA_DATABASE_URL";
@@ -55,12 +56,6 @@ pub struct Config {
     /// Log format on stderr.
     #[arg(long, env = ENV_LOG_FORMAT, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 impl Config {

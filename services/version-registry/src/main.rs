@@ -18,7 +18,7 @@ async fn main() -> anyhow::Result<()> {
     println!("version-registry listening on {address}");
     tracing::info!(%address, "serving gRPC");
 
-    serve(&config, store, listener, shutdown_signal()).await?;
+    serve(&config, store, listener, flotilla_shell::shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -29,34 +29,8 @@ const ROOT_SAMPLING_RATIO: f64 = 0.1;
 
 fn init_telemetry(format: LogFormat) -> anyhow::Result<TelemetryGuard> {
     let identity = ProcessIdentity::of("version-registry", env!("CARGO_PKG_VERSION"));
-    let format = match format {
-        LogFormat::Text => traces::LogFormat::Text,
-        LogFormat::Json => traces::LogFormat::Json,
-    };
     // Heartbeats, resolves and watches from untraced callers would each start a trace of one
     // span; one in ten is kept. Calls that carry a trace (a rollout's) are kept with it.
     traces::init_with_root_sampling(&identity, format, ROOT_SAMPLING_RATIO)
         .context("setting up logs and traces")
-}
-
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => tracing::info!("SIGINT received"),
-        _ = terminate => tracing::info!("SIGTERM received"),
-    }
 }

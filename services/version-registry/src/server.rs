@@ -1,16 +1,17 @@
-//! Assembles the registry: store, background tasks, the gRPC service, health, reflection,
-//! `GET /metrics` and `GET /prometheus/targets`.
+//! Assembles the registry: store, background tasks, the gRPC service and health, served in the
+//! suite's server shell (reflection, `GET /metrics`) with `GET /prometheus/targets`.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
 use flotilla_model::Timestamp;
 use flotilla_proto::registry::v1::registry_server::RegistryServer;
+use flotilla_shell::{ServerShell, ShellError};
 use flotilla_store::{
     PostgresConfig, PostgresStore, PublishGate, RegistryStore, SqliteStore, StoreError,
 };
 use flotilla_telemetry::metrics::ServerMetrics;
 use tokio::{net::TcpListener, sync::watch};
-use tonic::transport::server::TcpIncoming;
+use tonic::service::Routes;
 use tonic_health::server::HealthReporter;
 
 use crate::{
@@ -29,10 +30,8 @@ const STORE_PROBE_INTERVAL: Duration = Duration::from_secs(2);
 pub enum ServeError {
     #[error("opening the store: {0}")]
     Store(#[from] StoreError),
-    #[error("building reflection: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
-    #[error("serving gRPC: {0}")]
-    Transport(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Shell(#[from] ShellError),
 }
 
 /// Opens the store the configuration names: PostgreSQL when a URL is given, else the embedded
@@ -92,9 +91,6 @@ pub async fn serve_with_gate(
     health.set_serving::<RegistryServer<RegistryApi>>().await;
     tokio::spawn(probe_store(store.clone(), health.clone(), stop_rx.clone()));
 
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
-
     let mut metrics_registry = prometheus_client::registry::Registry::default();
     let registry_metrics = RegistryMetrics::register(&mut metrics_registry);
     tokio::spawn(
@@ -107,7 +103,6 @@ pub async fn serve_with_gate(
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
 
-    let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
     let drain = async {
         shutdown.await;
         tracing::info!("shutting down: draining calls");
@@ -115,7 +110,6 @@ pub async fn serve_with_gate(
             .set_not_serving::<RegistryServer<RegistryApi>>()
             .await;
         let _ = stop_tx.send(true);
-        let _ = draining_tx.send(());
     };
     let metrics = ServerMetrics::with_registry(metrics_registry, env!("CARGO_PKG_VERSION"));
     let discovery = store.clone();
@@ -123,52 +117,13 @@ pub async fn serve_with_gate(
         let store = discovery.clone();
         async move { targets::answer(store.as_ref()).await }
     });
-    let server = tonic::transport::Server::builder()
-        // Prometheus scrapes `/metrics` and discovers targets over HTTP/1.1 on the gRPC port;
-        // gRPC stays HTTP/2.
-        .accept_http1(true)
-        .layer(flotilla_telemetry::propagation::TraceLayer)
-        .layer(layer)
-        // Innermost, so a panic is logged in the call's span and counted as INTERNAL.
-        .layer(flotilla_shell::GuardLayer)
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(registry)
-        .serve_with_incoming_shutdown(incoming(listener), drain);
-    // A client that never closes its connection must not hold the process past the grace period.
-    let grace = config.shutdown_grace();
-    let grace_expired = async {
-        if draining_rx.await.is_ok() {
-            tokio::time::sleep(grace).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        served = server => served?,
-        _ = grace_expired => {
-            tracing::warn!(?grace, "connections still open after the grace period; closing them");
-        }
-    }
+    let routes = Routes::new(health_service).add_service(registry);
+    ServerShell::new(routes, layer)
+        .reflect(flotilla_proto::registry::v1::DESCRIPTOR_SET)
+        .grace(config.shutdown_grace())
+        .serve(listener, drain)
+        .await?;
     Ok(())
-}
-
-/// Accepted connections with Nagle's algorithm off: a unary reply is written as several small
-/// frames (headers, data, trailers), and Nagle plus delayed ACKs would stall each by up to 40 ms.
-fn incoming(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(Duration::from_secs(60)))
-}
-
-/// Reflection for the registry, health, and the google.rpc error details the registry sends, so
-/// grpcurl can print those details decoded.
-fn reflection() -> tonic_reflection::server::Builder<'static> {
-    tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(flotilla_proto::registry::v1::DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
 }
 
 /// Expires leases that ran out, so they leave endpoint sets by push.
