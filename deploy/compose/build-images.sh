@@ -10,7 +10,7 @@
 #                              demo-frontend and flotilla in /usr/local/bin
 #
 # A user with a registry builds the same images with the ordinary multi-stage Dockerfile beside
-# this script (see README, "The suite in docker compose"). Needs root (debootstrap, docker).
+# this script (see docs/compose.md). Needs root (debootstrap, docker).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 

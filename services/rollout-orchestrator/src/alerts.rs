@@ -8,7 +8,7 @@
 //! event once it is back, in order; a rollout never waits for one.
 //!
 //! A request carries:
-//! - `Content-Type: application/json`, the body described in the README (`id`, `type`, `time`,
+//! - `Content-Type: application/json`, the body described in docs/orchestrator.md (`id`, `type`, `time`,
 //!   `rollout`, `event`);
 //! - `Flotilla-Event-Id: <rollout id>:<sequence>`: the same on every retry, for deduplication;
 //! - `Flotilla-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" keyed by the

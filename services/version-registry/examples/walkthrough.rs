@@ -1,4 +1,4 @@
-//! A narrated tour of a running registry, used by the README's main command: create a service,
+//! A narrated tour of a running registry with no greeter of its own yet: create a service,
 //! publish releases, run instances, shift traffic, yank a release, and watch endpoint sets follow.
 //!
 //! `cargo run --example walkthrough -- http://127.0.0.1:50051`
