@@ -33,7 +33,7 @@ pub use resolve::{Rejection, RejectionReason, Resolution, resolve, resolve_for_c
 pub use rollout::{
     AnalysisSpec, AnalysisView, CanaryStep, EventKind, Figure, Gate, Halt, Health, InstanceView,
     Millis, NewRolloutEvent, PlanStep, Promotion, Revision, Role, Rollout, RolloutEvent, RolloutId,
-    RolloutState, Strategy, Verdict,
+    RolloutState, Strategy, TransitionError, Verdict,
 };
 pub use schema::{Schema, SchemaError};
 pub use semver::{Version, VersionReq};
