@@ -1,7 +1,8 @@
 //! Rollout events delivered to webhooks: JSON over HTTP POST, signed, retried, in order, and never
 //! in the way of the rollout.
 //!
-//! Each controller hands the events its rollout gained (its own and operators' commands) to
+//! The events of every rollout this orchestrator carries out (its controllers' and operators'
+//! commands) are read from the store as it announces their changes ([`follow`]) and handed to
 //! [`Alerts::notify`], which only queues them: one task per webhook sends them one at a time, in
 //! the order they happened, retrying each with exponential backoff until the receiver takes it or
 //! [`WebhookSettings::retry_for`] has passed. So a receiver that is down for a while gets every
@@ -22,7 +23,6 @@
 //! events from its takeover on.
 
 use std::{
-    collections::HashMap,
     fmt,
     sync::{
         Arc, Mutex, PoisonError,
@@ -32,7 +32,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use flotilla_model::{EventKind, Rollout, RolloutEvent, RolloutId};
+use flotilla_model::{EventKind, Rollout, RolloutEvent};
 use hmac::{Hmac, Mac};
 use http::{Request, StatusCode, Uri, header, uri::Authority};
 use http_body_util::{BodyExt, Full, Limited};
@@ -42,6 +42,8 @@ use sha2::Sha256;
 use tokio::{net::TcpStream, sync::mpsc};
 
 use crate::metrics::{DeliveryOutcome, OrchestratorMetrics};
+
+mod follow;
 
 /// The header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "flotilla-signature";
@@ -209,9 +211,9 @@ struct Inner {
     /// Each webhook's label (its URL without the query) and queue.
     queues: Vec<(String, mpsc::Sender<Delivery>)>,
     metrics: OrchestratorMetrics,
-    /// The last event sequence handed over per active rollout, so that a controller this
-    /// process restarts (after a store error) goes on from there.
-    cursors: Mutex<HashMap<RolloutId, u64>>,
+    /// What the controllers tell the follower ([`follow`]), and its end of it until it starts.
+    commands: mpsc::UnboundedSender<follow::Command>,
+    follower: Mutex<Option<mpsc::UnboundedReceiver<follow::Command>>>,
 }
 
 impl fmt::Debug for Alerts {
@@ -268,14 +270,30 @@ impl Alerts {
                 (label, sender)
             })
             .collect();
+        let (commands, follower) = mpsc::unbounded_channel();
         Ok(Self {
             inner: Some(Arc::new(Inner {
                 events: settings.events,
                 queues,
                 metrics,
-                cursors: Mutex::default(),
+                commands,
+                follower: Mutex::new(Some(follower)),
             })),
         })
+    }
+
+    fn commands(&self) -> Option<&mpsc::UnboundedSender<follow::Command>> {
+        self.inner.as_ref().map(|inner| &inner.commands)
+    }
+
+    /// The follower's end of the commands; `None` without webhooks or once taken.
+    fn take_commands(&self) -> Option<mpsc::UnboundedReceiver<follow::Command>> {
+        self.inner
+            .as_ref()?
+            .follower
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// Whether any webhook is configured.
@@ -283,39 +301,10 @@ impl Alerts {
         self.inner.is_some()
     }
 
-    /// The last event of `rollout` this process handed over, if it handed any.
-    pub fn notified_through(&self, rollout: &RolloutId) -> Option<u64> {
-        let inner = self.inner.as_ref()?;
-        inner
-            .cursors
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(rollout)
-            .copied()
-    }
-
-    /// Forgets a rollout that ended.
-    pub fn forget(&self, rollout: &RolloutId) {
-        if let Some(inner) = &self.inner {
-            inner
-                .cursors
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(rollout);
-        }
-    }
-
     /// Queues `events` of `rollout` for every webhook; returns at once. An event that finds a
     /// webhook's queue full is dropped for that webhook, logged and counted.
     pub fn notify(&self, rollout: &Rollout, events: &[RolloutEvent]) {
         let Some(inner) = &self.inner else { return };
-        if let Some(last) = events.last() {
-            inner
-                .cursors
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(rollout.id.clone(), last.sequence);
-        }
         for event in events.iter().filter(|e| inner.events.contains(&e.kind)) {
             let delivery_body = Bytes::from(payload(rollout, event).to_string());
             let id = event_id(rollout, event);

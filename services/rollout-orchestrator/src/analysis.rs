@@ -11,26 +11,52 @@
 //! instances, its calls are carried into the next interval; a Prometheus range already spans
 //! whatever it holds.
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
 
 use flotilla_model::{
     AnalysisSpec, AnalysisView, Figure, ServiceName, Timestamp, Verdict, Version,
 };
 use flotilla_telemetry::{
     metrics::{HANDLED_TOTAL, HANDLING_SECONDS},
-    scrape::{self, CallStats},
+    scrape::{self, CallStats, Sample},
 };
 
 use crate::prometheus::{Prometheus, Reading, VersionReading};
 
 /// Where the analysis reads its figures.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub enum MetricsSource {
-    /// `GET /metrics` of every instance of both versions.
-    #[default]
-    Instances,
+    /// Every instance of both versions, read by the reader (`GET /metrics` by default).
+    Instances(Arc<dyn InstanceMetrics>),
     /// PromQL over the instances a Prometheus server discovered through the registry.
     Prometheus(Prometheus),
+}
+
+impl Default for MetricsSource {
+    fn default() -> Self {
+        Self::Instances(Arc::new(ScrapedMetrics))
+    }
+}
+
+/// Reads one instance's Prometheus metrics.
+#[async_trait]
+pub trait InstanceMetrics: Send + Sync + fmt::Debug {
+    async fn read(&self, address: &str) -> Result<Vec<Sample>, String>;
+}
+
+/// `GET /metrics` on the instance's gRPC port.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScrapedMetrics;
+
+#[async_trait]
+impl InstanceMetrics for ScrapedMetrics {
+    async fn read(&self, address: &str) -> Result<Vec<Sample>, String> {
+        scrape::fetch(address, SCRAPE_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// How long one instance may take to answer a metrics read.
@@ -122,7 +148,10 @@ impl Analyzer {
         prior: Option<&AnalysisView>,
     ) -> Option<AnalysisView> {
         let (new_window, stable_window, query) = match self.source.clone() {
-            MetricsSource::Instances => self.read_instances(stable, new, targets).await?,
+            MetricsSource::Instances(reader) => {
+                self.read_instances(reader.as_ref(), stable, new, targets)
+                    .await?
+            }
             MetricsSource::Prometheus(prometheus) => {
                 self.read_prometheus(&prometheus, stable, new).await
             }
@@ -184,13 +213,14 @@ impl Analyzer {
     /// inconclusive intervals. None when this read only sets where every counter stands.
     async fn read_instances(
         &mut self,
+        reader: &dyn InstanceMetrics,
         stable: Option<&Version>,
         new: &Version,
         targets: &[(Version, String)],
     ) -> Option<(Option<Window>, Option<Window>, String)> {
         let reads =
             futures::future::join_all(targets.iter().map(|(version, address)| async move {
-                let read = scrape::fetch(address, SCRAPE_TIMEOUT).await;
+                let read = reader.read(address).await;
                 (version, address, read)
             }))
             .await;

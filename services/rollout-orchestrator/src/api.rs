@@ -4,17 +4,14 @@
 
 use std::{pin::Pin, time::Duration};
 
-use flotilla_model::{
-    EventKind, Gate, Halt, NewRolloutEvent, Promotion, Rollout, RolloutId, RolloutState,
-    ServiceName, Strategy, Timestamp, Version, parse_version,
-};
+use flotilla_model::{NewRolloutEvent, Rollout, RolloutId, ServiceName, Timestamp};
 use flotilla_proto::rollout::v1::{self as pb, orchestrator_server::Orchestrator};
 use flotilla_store::{RolloutChange, RolloutQuery, StoreError};
 use futures::Stream;
 use tokio::sync::{broadcast, mpsc, watch};
 use tonic::{Request, Response, Status};
 
-use crate::{context::Context, convert, error::ApiError, explain, plan, preflight};
+use crate::{context::Context, convert, error::ApiError, explain, launch};
 
 /// How often a command retries after losing a race with the controller's write.
 const COMMAND_ATTEMPTS: usize = 10;
@@ -28,183 +25,6 @@ pub struct OrchestratorApi {
 impl OrchestratorApi {
     pub fn new(ctx: Context, stop: watch::Receiver<bool>) -> Self {
         Self { ctx, stop }
-    }
-
-    async fn start(
-        &self,
-        request: pb::StartRolloutRequest,
-        rollback_to: Option<u64>,
-        strategy_override: Option<Strategy>,
-    ) -> Result<Rollout, ApiError> {
-        let service = ServiceName::parse("service", &request.service)?;
-        let to_version = parse_version("version", &request.version)?;
-        let strategy = match strategy_override {
-            Some(strategy) => strategy,
-            None => convert::strategy(request.strategy.as_ref())?,
-        };
-        let analysis = convert::analysis(request.analysis.as_ref())?;
-        let (health_deadline_ms, progress_deadline_ms) = convert::deadlines(&request)?;
-        let requested_replicas = convert::replicas(request.replicas)?;
-
-        let target = self
-            .ctx
-            .registry
-            .get_version(&service, &to_version)
-            .await
-            .map_err(ApiError::Registry)?;
-        let artifact = target
-            .artifact
-            .clone()
-            .map(|a| flotilla_model::Artifact {
-                image: a.image,
-                command: a.command,
-            })
-            .unwrap_or_default();
-        self.ctx
-            .platform
-            .check(&service, &to_version, &artifact)
-            .await?;
-        let refusals = preflight::check(&self.ctx.registry, &service, &target, request.force)
-            .await
-            .map_err(ApiError::Registry)?;
-        if !refusals.is_empty() {
-            return Err(ApiError::Refused {
-                service: service.to_string(),
-                version: to_version.to_string(),
-                refusals,
-            });
-        }
-
-        let from_version = self.stable_version(&service).await?;
-        if from_version.as_ref() == Some(&to_version) {
-            return Err(ApiError::WrongState(format!(
-                "{service}@{to_version} is already the stable version; nothing to roll out"
-            )));
-        }
-        let stable_replicas = match &from_version {
-            Some(from) => self
-                .ctx
-                .platform
-                .list(&service)
-                .await?
-                .iter()
-                .filter(|i| &i.version == from)
-                .count() as u32,
-            None => 0,
-        };
-        let replicas = requested_replicas.unwrap_or(stable_replicas.max(1));
-        // A first deployment has no one to protect and nothing to compare with.
-        let strategy = if from_version.is_none() {
-            Strategy::Immediate
-        } else {
-            strategy
-        };
-        let skip_analysis = matches!(strategy, Strategy::Immediate);
-        let plan = plan::expand(&strategy, from_version.is_some(), stable_replicas, replicas);
-        let now = Timestamp::now();
-        let first_step = plan[0];
-        let rollout = Rollout {
-            id: RolloutId::from_trusted(uuid::Uuid::new_v4().to_string()),
-            service: service.clone(),
-            from_version: from_version.clone(),
-            to_version: to_version.clone(),
-            strategy,
-            replicas,
-            stable_replicas,
-            analysis,
-            health_deadline_ms,
-            progress_deadline_ms,
-            skip_analysis,
-            plan,
-            state: RolloutState::Progressing,
-            step_index: 0,
-            step_started: now,
-            pause_until: None,
-            promotion: None,
-            halt: None,
-            instances: Vec::new(),
-            weights: Vec::new(),
-            last_analysis: None,
-            revision: 0,
-            rollback_to_revision: rollback_to,
-            owner: None,
-            status_message: format!("step 1: {first_step}"),
-            created: now,
-            updated: now,
-            generation: 0,
-            trace_parent: flotilla_telemetry::propagation::current_traceparent(),
-        };
-        let from = from_version.map_or_else(|| "nothing".to_owned(), |v| v.to_string());
-        let started = NewRolloutEvent {
-            time: now,
-            kind: EventKind::Started,
-            message: match rollback_to {
-                Some(revision) => format!(
-                    "rollback of {service} from {from} to revision {revision} ({to_version}){}",
-                    if skip_analysis {
-                        ", within the rollback window: no steps, no analysis"
-                    } else {
-                        ""
-                    }
-                ),
-                None => format!(
-                    "{service}: {from} → {to_version}, {} steps",
-                    rollout.plan.len()
-                ),
-            },
-            halt: None,
-            step_index: 0,
-        };
-        let step = NewRolloutEvent {
-            time: now,
-            kind: EventKind::StepStarted,
-            message: format!("step 1 of {}: {first_step}", rollout.plan.len()),
-            halt: None,
-            step_index: 0,
-        };
-        let stored = self
-            .ctx
-            .store
-            .create_rollout(&rollout, &[started, step])
-            .await?;
-        self.ctx.wake.notify_one();
-        Ok(stored)
-    }
-
-    /// The version a new rollout starts from: the current revision while the platform still
-    /// runs it, else the version the platform runs most of, else the version most live
-    /// instances in the registry run (instances this orchestrator did not start).
-    async fn stable_version(&self, service: &ServiceName) -> Result<Option<Version>, ApiError> {
-        let running = self.ctx.platform.list(service).await?;
-        let revisions = self.ctx.store.list_revisions(service).await?;
-        if let Some(current) = revisions.first()
-            && running.iter().any(|i| i.version == current.version)
-        {
-            return Ok(Some(current.version.clone()));
-        }
-        let mut counts: Vec<(Version, usize)> = Vec::new();
-        let registered = self
-            .ctx
-            .registry
-            .instances(service)
-            .await
-            .map_err(ApiError::Registry)?;
-        let versions: Vec<Version> = if running.is_empty() {
-            registered
-                .iter()
-                .filter_map(|i| Version::parse(&i.version).ok())
-                .collect()
-        } else {
-            running.into_iter().map(|i| i.version).collect()
-        };
-        for version in versions {
-            match counts.iter_mut().find(|(v, _)| *v == version) {
-                Some((_, n)) => *n += 1,
-                None => counts.push((version, 1)),
-            }
-        }
-        counts.sort_by(|(va, a), (vb, b)| b.cmp(a).then(vb.cmp(va)));
-        Ok(counts.into_iter().next().map(|(v, _)| v))
     }
 
     /// Applies `change` to the stored rollout with compare-and-set, retrying when the controller
@@ -238,35 +58,6 @@ impl OrchestratorApi {
     }
 }
 
-fn event(
-    rollout: &Rollout,
-    kind: EventKind,
-    message: String,
-    halt: Option<Halt>,
-) -> NewRolloutEvent {
-    NewRolloutEvent {
-        time: Timestamp::now(),
-        kind,
-        message,
-        halt,
-        step_index: rollout.step_index,
-    }
-}
-
-fn ended(rollout: &Rollout, command: &str) -> ApiError {
-    ApiError::WrongState(format!(
-        "rollout {} already ended {}; {command} changed nothing",
-        rollout.id, rollout.state
-    ))
-}
-
-fn aborting(rollout: &Rollout, command: &str) -> ApiError {
-    ApiError::WrongState(format!(
-        "rollout {} is aborting; {command} changed nothing",
-        rollout.id
-    ))
-}
-
 type UpdateStream = Pin<Box<dyn Stream<Item = Result<pb::RolloutUpdate, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -275,7 +66,8 @@ impl Orchestrator for OrchestratorApi {
         &self,
         request: Request<pb::StartRolloutRequest>,
     ) -> Result<Response<pb::Rollout>, Status> {
-        let rollout = self.start(request.into_inner(), None, None).await?;
+        let launch = convert::launch(request.get_ref()).map_err(ApiError::from)?;
+        let rollout = launch::launch(&self.ctx, launch).await?;
         Ok(Response::new(convert::rollout(&rollout)))
     }
 
@@ -430,22 +222,9 @@ impl Orchestrator for OrchestratorApi {
         request: Request<pb::PauseRequest>,
     ) -> Result<Response<pb::Rollout>, Status> {
         let request = request.into_inner();
-        let reason = request.reason.clone();
         let rollout = self
-            .command(&request.id, |r| match r.state {
-                RolloutState::Paused => Ok(Vec::new()),
-                RolloutState::Progressing => {
-                    r.state = RolloutState::Paused;
-                    let why = if reason.is_empty() {
-                        "paused by an operator".to_owned()
-                    } else {
-                        format!("paused by an operator: {reason}")
-                    };
-                    r.status_message = format!("{why} at step {}", r.step_index + 1);
-                    Ok(vec![event(r, EventKind::Paused, why, None)])
-                }
-                RolloutState::Aborting => Err(aborting(r, "pause")),
-                RolloutState::Aborted | RolloutState::Succeeded => Err(ended(r, "pause")),
+            .command(&request.id, |r| {
+                Ok(r.pause(&request.reason, Timestamp::now())?)
             })
             .await?;
         Ok(Response::new(convert::rollout(&rollout)))
@@ -456,26 +235,7 @@ impl Orchestrator for OrchestratorApi {
         request: Request<pb::ResumeRequest>,
     ) -> Result<Response<pb::Rollout>, Status> {
         let rollout = self
-            .command(&request.get_ref().id, |r| match r.state {
-                RolloutState::Progressing => Ok(Vec::new()),
-                RolloutState::Paused => {
-                    r.state = RolloutState::Progressing;
-                    // An operator who resumes a halted rollout has looked at why it halted.
-                    r.halt = None;
-                    if let Some(analysis) = &mut r.last_analysis {
-                        analysis.inconclusive_in_a_row = 0;
-                    }
-                    r.status_message = format!("resumed at step {}", r.step_index + 1);
-                    Ok(vec![event(
-                        r,
-                        EventKind::Resumed,
-                        "resumed by an operator".into(),
-                        None,
-                    )])
-                }
-                RolloutState::Aborting => Err(aborting(r, "resume")),
-                RolloutState::Aborted | RolloutState::Succeeded => Err(ended(r, "resume")),
-            })
+            .command(&request.get_ref().id, |r| Ok(r.resume(Timestamp::now())?))
             .await?;
         Ok(Response::new(convert::rollout(&rollout)))
     }
@@ -486,30 +246,8 @@ impl Orchestrator for OrchestratorApi {
     ) -> Result<Response<pb::Rollout>, Status> {
         let full = request.get_ref().full;
         let rollout = self
-            .command(&request.get_ref().id, |r| match r.state {
-                RolloutState::Progressing | RolloutState::Paused => {
-                    r.promotion = Some(Promotion {
-                        step_index: r.step_index,
-                        full,
-                    });
-                    if full {
-                        r.skip_analysis = true;
-                    }
-                    r.state = RolloutState::Progressing;
-                    // Promoting a halted rollout overrules its halt, as resuming does.
-                    r.halt = None;
-                    if let Some(analysis) = &mut r.last_analysis {
-                        analysis.inconclusive_in_a_row = 0;
-                    }
-                    let message = if full {
-                        "promoted fully: remaining pauses and analysis skipped".to_owned()
-                    } else {
-                        format!("promoted past step {}", r.step_index + 1)
-                    };
-                    Ok(vec![event(r, EventKind::Promoted, message, None)])
-                }
-                RolloutState::Aborting => Err(aborting(r, "promote")),
-                RolloutState::Aborted | RolloutState::Succeeded => Err(ended(r, "promote")),
+            .command(&request.get_ref().id, |r| {
+                Ok(r.promote(full, Timestamp::now())?)
             })
             .await?;
         Ok(Response::new(convert::rollout(&rollout)))
@@ -520,33 +258,9 @@ impl Orchestrator for OrchestratorApi {
         request: Request<pb::AbortRequest>,
     ) -> Result<Response<pb::Rollout>, Status> {
         let request = request.into_inner();
-        let reason = if request.reason.is_empty() {
-            "aborted by an operator".to_owned()
-        } else {
-            format!("aborted by an operator: {}", request.reason)
-        };
         let rollout = self
-            .command(&request.id, |r| match r.state {
-                RolloutState::Aborting => Ok(Vec::new()),
-                RolloutState::Progressing | RolloutState::Paused => {
-                    let halt = Halt {
-                        gate: Gate::Operator,
-                        message: reason.clone(),
-                        figures: Vec::new(),
-                        query: String::new(),
-                        time: Timestamp::now(),
-                    };
-                    r.state = RolloutState::Aborting;
-                    r.status_message = format!("aborting: {reason}");
-                    r.halt = Some(halt.clone());
-                    Ok(vec![event(
-                        r,
-                        EventKind::AbortRequested,
-                        reason.clone(),
-                        Some(halt),
-                    )])
-                }
-                RolloutState::Aborted | RolloutState::Succeeded => Err(ended(r, "abort")),
+            .command(&request.id, |r| {
+                Ok(r.abort(&request.reason, Timestamp::now())?)
             })
             .await?;
         Ok(Response::new(convert::rollout(&rollout)))
@@ -558,52 +272,10 @@ impl Orchestrator for OrchestratorApi {
     ) -> Result<Response<pb::Rollout>, Status> {
         let request = request.into_inner();
         let service = ServiceName::parse("service", &request.service).map_err(ApiError::from)?;
-        let revisions = self
-            .ctx
-            .store
-            .list_revisions(&service)
-            .await
-            .map_err(ApiError::from)?;
-        let Some(current) = revisions.first() else {
-            return Err(ApiError::WrongState(format!(
-                "{service} has no revisions: no rollout of it has succeeded"
-            ))
-            .into());
-        };
-        let target = match request.revision {
-            0 => revisions.get(1).ok_or_else(|| {
-                ApiError::WrongState(format!(
-                    "{service} has only revision {}; there is nothing earlier to roll back to",
-                    current.number
-                ))
-            })?,
-            n => revisions.iter().find(|r| r.number == n).ok_or_else(|| {
-                ApiError::Invalid(flotilla_model::InvalidField::new(
-                    "revision",
-                    format!("{service} has no revision {n}"),
-                ))
-            })?,
-        };
-        if target.number == current.number {
-            return Err(ApiError::WrongState(format!(
-                "revision {} ({}) is the current one",
-                target.number, target.version
-            ))
-            .into());
-        }
-        // Within the window after the current revision took over, the earlier one is known
-        // good and time matters more than caution.
-        let within_window = Timestamp::now().millis() - current.time.millis()
-            <= self.ctx.rollback_window.as_millis() as i64;
-        let start = pb::StartRolloutRequest {
-            service: service.to_string(),
-            version: target.version.to_string(),
-            // A deprecated earlier revision may still be returned to.
-            force: true,
-            ..Default::default()
-        };
-        let strategy = within_window.then_some(Strategy::Immediate);
-        let rollout = self.start(start, Some(target.number), strategy).await?;
+        // A rollback goes as a rollout with every default.
+        let settings =
+            convert::settings(&pb::StartRolloutRequest::default()).map_err(ApiError::from)?;
+        let rollout = launch::rollback(&self.ctx, service, request.revision, settings).await?;
         Ok(Response::new(convert::rollout(&rollout)))
     }
 

@@ -184,7 +184,7 @@ impl Config {
     /// Where the analysis gate reads its figures.
     pub fn metrics_source(&self) -> Result<MetricsSource, PrometheusUrlError> {
         match &self.prometheus_url {
-            None => Ok(MetricsSource::Instances),
+            None => Ok(MetricsSource::default()),
             Some(url) => Ok(MetricsSource::Prometheus(Prometheus::new(
                 url,
                 Duration::from_millis(self.prometheus_scrape_interval_ms),
@@ -249,7 +249,7 @@ mod tests {
         let config = Config::try_parse_from(["rollout-orchestrator"]).unwrap();
         assert!(matches!(
             config.metrics_source().unwrap(),
-            MetricsSource::Instances
+            MetricsSource::Instances(_)
         ));
         let config = Config::try_parse_from([
             "rollout-orchestrator",

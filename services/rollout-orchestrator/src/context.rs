@@ -6,14 +6,14 @@ use flotilla_store::RolloutStore;
 use tokio::sync::Notify;
 
 use crate::{
-    alerts::Alerts, analysis::MetricsSource, metrics::OrchestratorMetrics, platform::Platform,
-    registry::Registry,
+    alerts::Alerts, analysis::MetricsSource, health::HealthProbe, metrics::OrchestratorMetrics,
+    platform::Platform, registry::Registry,
 };
 
 #[derive(Debug, Clone)]
 pub struct Context {
     pub store: Arc<dyn RolloutStore>,
-    pub registry: Registry,
+    pub registry: Arc<dyn Registry>,
     pub platform: Arc<dyn Platform>,
     /// This orchestrator's name in leases and events.
     pub holder: String,
@@ -22,6 +22,8 @@ pub struct Context {
     pub rollback_window: Duration,
     /// Where the analysis gate reads its figures.
     pub analysis_source: MetricsSource,
+    /// How the health gate follows each new instance.
+    pub health: Arc<dyn HealthProbe>,
     /// What this orchestrator exposes at `/metrics`.
     pub metrics: OrchestratorMetrics,
     /// Where rollout events are posted.

@@ -5,12 +5,14 @@ use std::time::Duration;
 
 use flotilla_model::{
     AnalysisSpec, AnalysisView, CanaryStep, Figure, Gate, Halt, InstanceView, InvalidField,
-    PlanStep, Revision, Rollout, RolloutEvent, RolloutState, Strategy, Timestamp,
+    PlanStep, Revision, Rollout, RolloutEvent, RolloutState, ServiceName, Strategy, Timestamp,
+    parse_version,
 };
 use flotilla_proto::rollout::v1 as pb;
 
 use crate::{
     explain::GateResult,
+    launch::{Launch, Settings},
     plan::{DEFAULT_ROLLBACK_WINDOW_MS, default_canary_steps},
 };
 
@@ -204,6 +206,29 @@ pub fn deadlines(request: &pb::StartRolloutRequest) -> Result<(u64, u64), Invali
     )?
     .unwrap_or(DEFAULT_PROGRESS_DEADLINE_MS);
     Ok((health, progress))
+}
+
+/// A StartRollout request as what the launch needs.
+pub fn launch(request: &pb::StartRolloutRequest) -> Result<Launch, InvalidField> {
+    Ok(Launch {
+        service: ServiceName::parse("service", &request.service)?,
+        version: parse_version("version", &request.version)?,
+        settings: settings(request)?,
+        force: request.force,
+        rollback_to: None,
+    })
+}
+
+/// How a requested rollout goes: strategy, analysis, deadlines and replicas.
+pub fn settings(request: &pb::StartRolloutRequest) -> Result<Settings, InvalidField> {
+    let (health_deadline_ms, progress_deadline_ms) = deadlines(request)?;
+    Ok(Settings {
+        strategy: strategy(request.strategy.as_ref())?,
+        analysis: analysis(request.analysis.as_ref())?,
+        health_deadline_ms,
+        progress_deadline_ms,
+        replicas: replicas(request.replicas)?,
+    })
 }
 
 pub fn replicas(requested: u32) -> Result<Option<u32>, InvalidField> {

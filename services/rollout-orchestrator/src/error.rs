@@ -5,7 +5,7 @@ use flotilla_store::StoreError;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::{platform::PlatformError, preflight::Refusal};
+use crate::{platform::PlatformError, preflight::Refusal, registry::RegistryError};
 
 const ERROR_DOMAIN: &str = "flotilla.rollout.v1";
 
@@ -23,8 +23,11 @@ pub enum ApiError {
     /// The rollout is not in a state the command applies to; nothing was changed.
     #[error("{0}")]
     WrongState(String),
-    #[error("the registry answered {}: {}", .0.code(), .0.message())]
-    Registry(Status),
+    /// The same, as the rollout's rules refused it.
+    #[error(transparent)]
+    Transition(#[from] flotilla_model::TransitionError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
     #[error(transparent)]
     Platform(#[from] PlatformError),
     #[error(transparent)]
@@ -59,10 +62,10 @@ impl From<ApiError> for Status {
                 details.set_error_info("ROLLOUT_REFUSED", ERROR_DOMAIN, []);
                 Code::FailedPrecondition
             }
-            ApiError::WrongState(_) => Code::FailedPrecondition,
+            ApiError::WrongState(_) | ApiError::Transition(_) => Code::FailedPrecondition,
             // NOT_FOUND for an unknown service or version reads right as it is.
-            ApiError::Registry(status) => match status.code() {
-                Code::NotFound | Code::InvalidArgument => status.code(),
+            ApiError::Registry(error) => match error.code {
+                Code::NotFound | Code::InvalidArgument => error.code,
                 _ => Code::Unavailable,
             },
             ApiError::Platform(_) => {

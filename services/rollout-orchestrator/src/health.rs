@@ -1,8 +1,10 @@
-//! The health gate's eyes: one grpc.health.v1 Watch stream per instance (pushed, never polled),
-//! so a NOT_SERVING is seen the moment the instance reports it.
+//! The health gate's eyes: one follower per instance, by default a grpc.health.v1 Watch
+//! stream (pushed, never polled, [`GrpcHealth`]), so a NOT_SERVING is seen the moment the
+//! instance reports it. The [`HealthProbe`] trait lets a test play the instances.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
 
+use async_trait::async_trait;
 use flotilla_model::Health;
 use tokio::{
     sync::{Notify, watch},
@@ -32,16 +34,54 @@ struct Watcher {
     task: AbortHandle,
 }
 
+/// Follows one instance's health, reporting every status, for as long as it is watched (the
+/// task running it is aborted when the instance is no longer watched).
+#[async_trait]
+pub trait HealthProbe: Send + Sync + fmt::Debug {
+    async fn follow(&self, address: String, report: HealthReport);
+}
+
+/// Where a [`HealthProbe`] reports one instance's health.
+#[derive(Debug)]
+pub struct HealthReport {
+    status: watch::Sender<Observed>,
+    changed: Arc<Notify>,
+}
+
+impl HealthReport {
+    pub fn set(&self, health: Health) {
+        let updated = self.status.send_if_modified(|observed| {
+            let before = *observed;
+            observed.health = health;
+            observed.served |= health == Health::Serving;
+            before != *observed
+        });
+        if updated {
+            self.changed.notify_one();
+        }
+    }
+
+    /// The instance has been SERVING at some point.
+    pub fn has_served(&self) -> bool {
+        self.status.borrow().served
+    }
+}
+
 /// Health of a set of instances, by address. `changed()` fires on every change.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct HealthBoard {
+    probe: Arc<dyn HealthProbe>,
     watchers: HashMap<String, Watcher>,
     changed: Arc<Notify>,
 }
 
 impl HealthBoard {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(probe: Arc<dyn HealthProbe>) -> Self {
+        Self {
+            probe,
+            watchers: HashMap::new(),
+            changed: Arc::default(),
+        }
     }
 
     /// Starts watching `address` unless it is watched already.
@@ -54,7 +94,13 @@ impl HealthBoard {
             served: false,
             since: Instant::now(),
         });
-        let task = tokio::spawn(follow(address.to_owned(), tx, self.changed.clone()));
+        let report = HealthReport {
+            status: tx,
+            changed: self.changed.clone(),
+        };
+        let probe = self.probe.clone();
+        let followed = address.to_owned();
+        let task = tokio::spawn(async move { probe.follow(followed, report).await });
         self.watchers.insert(
             address.to_owned(),
             Watcher {
@@ -102,18 +148,20 @@ impl Drop for HealthBoard {
     }
 }
 
-async fn follow(address: String, status: watch::Sender<Observed>, changed: Arc<Notify>) {
-    let set = |health: Health| {
-        let updated = status.send_if_modified(|observed| {
-            let before = *observed;
-            observed.health = health;
-            observed.served |= health == Health::Serving;
-            before != *observed
-        });
-        if updated {
-            changed.notify_one();
-        }
-    };
+/// grpc.health.v1 Watch of the server's overall health (the empty name, which every gRPC
+/// server may report), reconnecting while the instance is not listening (yet).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GrpcHealth;
+
+#[async_trait]
+impl HealthProbe for GrpcHealth {
+    async fn follow(&self, address: String, report: HealthReport) {
+        watch_grpc_health(address, report).await;
+    }
+}
+
+async fn watch_grpc_health(address: String, report: HealthReport) {
+    let set = |health: Health| report.set(health);
     let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("http://{address}")) else {
         set(Health::Unknown);
         return;
@@ -144,7 +192,7 @@ async fn follow(address: String, status: watch::Sender<Observed>, changed: Arc<N
                 }
                 Err(_) => set(Health::Unknown),
             }
-        } else if status.borrow().served {
+        } else if report.has_served() {
             // Reachable before and not now: the instance is gone or wedged.
             set(Health::Unknown);
         }

@@ -4,11 +4,9 @@
 
 use std::collections::BTreeSet;
 
-use flotilla_model::{Gate, ServiceName, Version, VersionReq};
-use flotilla_proto::registry::v1 as pb;
-use tonic::Status;
+use flotilla_model::{Gate, LifecycleState, ServiceName, Version, VersionReq};
 
-use crate::registry::Registry;
+use crate::registry::{Consumer, PublishedVersion, Registry, RegistryError};
 
 /// One reason a rollout may not start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,16 +19,16 @@ pub struct Refusal {
 
 /// Runs every gate; the refusals are empty when the rollout may start.
 pub async fn check(
-    registry: &Registry,
+    registry: &dyn Registry,
     service: &ServiceName,
-    target: &pb::Version,
+    target: &PublishedVersion,
     force: bool,
-) -> Result<Vec<Refusal>, Status> {
+) -> Result<Vec<Refusal>, RegistryError> {
     let mut refusals = Vec::new();
     let subject = format!("{service}@{}", target.version);
-    lifecycle(&subject, target, force, &mut refusals);
+    refusals.extend(lifecycle(&subject, target.state, force));
 
-    let serving: BTreeSet<String> = registry
+    let serving: BTreeSet<Version> = registry
         .instances(service)
         .await?
         .into_iter()
@@ -38,150 +36,113 @@ pub async fn check(
         .filter(|version| *version != target.version)
         .collect();
     for version in serving {
-        let Ok(parsed) = Version::parse(&version) else {
-            continue;
-        };
-        let other = registry.get_version(service, &parsed).await?;
-        let verdict = registry.compare(service, target, &other).await?;
-        compatibility(service, target, &other, &verdict, &mut refusals);
+        let other = registry.version(service, &version).await?;
+        let breaks = registry.unannounced_breaks(service, target, &other).await?;
+        refusals.extend(compatibility(service, target, &other, &breaks));
     }
 
-    let target_version = Version::parse(&target.version).map_err(|e| {
-        Status::internal(format!(
-            "the registry returned version {:?}: {e}",
-            target.version
-        ))
-    })?;
     for consumer in registry.consumers(service).await? {
-        if consumer.live_instances == 0 {
-            continue;
-        }
-        let accepts = VersionReq::parse(&consumer.requirement)
-            .map(|requirement| requirement.matches(&target_version))
-            // An empty requirement means any version.
-            .unwrap_or(consumer.requirement.trim().is_empty());
-        if !accepts {
-            refusals.push(Refusal {
-                gate: Gate::Consumer,
-                subject: format!("{}@{}", consumer.service, consumer.version),
-                description: format!(
-                    "requires {service} {}; {} does not satisfy it ({} live instance{})",
-                    consumer.requirement,
-                    target.version,
-                    consumer.live_instances,
-                    if consumer.live_instances == 1 {
-                        ""
-                    } else {
-                        "s"
-                    }
-                ),
-            });
-        }
+        refusals.extend(consumer_refusal(service, &target.version, &consumer));
     }
     Ok(refusals)
 }
 
-fn lifecycle(subject: &str, target: &pb::Version, force: bool, refusals: &mut Vec<Refusal>) {
-    let state =
-        pb::LifecycleState::try_from(target.state).unwrap_or(pb::LifecycleState::Unspecified);
-    let refusal = match state {
-        pb::LifecycleState::Released => None,
-        pb::LifecycleState::Deprecated if force => None,
-        pb::LifecycleState::Deprecated => {
-            Some("is DEPRECATED; pass force to roll it out anyway".to_owned())
+fn lifecycle(subject: &str, state: LifecycleState, force: bool) -> Option<Refusal> {
+    let description = match state {
+        LifecycleState::Released => return None,
+        LifecycleState::Deprecated if force => return None,
+        LifecycleState::Deprecated => "is DEPRECATED; pass force to roll it out anyway".to_owned(),
+        LifecycleState::Retired | LifecycleState::Yanked => {
+            format!("is {state}; it can never be rolled out")
         }
-        pb::LifecycleState::Retired | pb::LifecycleState::Yanked => Some(format!(
-            "is {}; it can never be rolled out",
-            state.as_str_name().trim_start_matches("LIFECYCLE_STATE_")
-        )),
-        pb::LifecycleState::Unspecified => Some("has no lifecycle state".to_owned()),
     };
-    if let Some(description) = refusal {
-        refusals.push(Refusal {
-            gate: Gate::Lifecycle,
-            subject: subject.to_owned(),
-            description,
-        });
-    }
+    Some(Refusal {
+        gate: Gate::Lifecycle,
+        subject: subject.to_owned(),
+        description,
+    })
 }
 
-/// A comparison with violations fails the gate unless it crosses a major version: a major bump
-/// announces a break, and the consumer gate then decides whether anyone still needs the old API.
+/// Breaking changes the registry found fail the gate unless a major version lies between the
+/// two (those it has left out): a major bump announces a break, and the consumer gate then
+/// decides whether anyone still needs the old API.
 fn compatibility(
     service: &ServiceName,
-    target: &pb::Version,
-    serving: &pb::Version,
-    verdict: &pb::CheckCompatibilityResponse,
-    refusals: &mut Vec<Refusal>,
-) {
-    let breaking: Vec<String> = verdict
-        .comparisons
-        .iter()
-        .filter(|c| !c.major_bump)
-        .flat_map(|c| c.violations.iter())
-        .map(|v| format!("{} {}: {}", v.rule, v.element, v.message))
-        .collect();
-    if breaking.is_empty() {
-        return;
+    target: &PublishedVersion,
+    serving: &PublishedVersion,
+    breaks: &[String],
+) -> Option<Refusal> {
+    if breaks.is_empty() {
+        return None;
     }
-    refusals.push(Refusal {
+    Some(Refusal {
         gate: Gate::Compatibility,
         subject: format!("{service}@{}", serving.version),
         description: format!(
             "{} is still serving and {} breaks it without a major bump: {}",
             serving.version,
             target.version,
-            breaking.join("; ")
+            breaks.join("; ")
         ),
-    });
+    })
+}
+
+/// A consumer with live instances whose requirement the target does not satisfy.
+fn consumer_refusal(
+    service: &ServiceName,
+    target: &Version,
+    consumer: &Consumer,
+) -> Option<Refusal> {
+    if consumer.live_instances == 0 {
+        return None;
+    }
+    let accepts = VersionReq::parse(&consumer.requirement)
+        .map(|requirement| requirement.matches(target))
+        // An empty requirement means any version.
+        .unwrap_or(consumer.requirement.trim().is_empty());
+    if accepts {
+        return None;
+    }
+    let plural = if consumer.live_instances == 1 {
+        ""
+    } else {
+        "s"
+    };
+    Some(Refusal {
+        gate: Gate::Consumer,
+        subject: format!("{}@{}", consumer.service, consumer.version),
+        description: format!(
+            "requires {service} {}; {target} does not satisfy it ({} live instance{plural})",
+            consumer.requirement, consumer.live_instances,
+        ),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn version(text: &str, state: pb::LifecycleState) -> pb::Version {
-        pb::Version {
-            version: text.into(),
-            state: state as i32,
-            ..Default::default()
+    fn version(text: &str, state: LifecycleState) -> PublishedVersion {
+        PublishedVersion {
+            version: Version::parse(text).unwrap(),
+            state,
+            artifact: Default::default(),
+            schema: Vec::new(),
         }
     }
 
     #[test]
     fn only_released_versions_pass_the_lifecycle_gate_unless_forced_past_deprecation() {
-        let mut refusals = Vec::new();
-        lifecycle(
-            "s@1",
-            &version("1.0.0", pb::LifecycleState::Released),
-            false,
-            &mut refusals,
-        );
-        lifecycle(
-            "s@1",
-            &version("1.0.0", pb::LifecycleState::Deprecated),
-            true,
-            &mut refusals,
-        );
-        assert!(refusals.is_empty());
-        lifecycle(
-            "s@1",
-            &version("1.0.0", pb::LifecycleState::Deprecated),
-            false,
-            &mut refusals,
-        );
-        lifecycle(
-            "s@1",
-            &version("1.0.0", pb::LifecycleState::Yanked),
-            true,
-            &mut refusals,
-        );
-        lifecycle(
-            "s@1",
-            &version("1.0.0", pb::LifecycleState::Retired),
-            true,
-            &mut refusals,
-        );
+        assert!(lifecycle("s@1", LifecycleState::Released, false).is_none());
+        assert!(lifecycle("s@1", LifecycleState::Deprecated, true).is_none());
+        let refusals: Vec<Refusal> = [
+            lifecycle("s@1", LifecycleState::Deprecated, false),
+            lifecycle("s@1", LifecycleState::Yanked, true),
+            lifecycle("s@1", LifecycleState::Retired, true),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         let descriptions: Vec<_> = refusals.iter().map(|r| r.description.as_str()).collect();
         assert_eq!(
             descriptions,
@@ -195,38 +156,44 @@ mod tests {
     }
 
     #[test]
-    fn violations_fail_the_compatibility_gate_only_within_a_major_version() {
+    fn unannounced_breaks_fail_the_compatibility_gate() {
         let service = ServiceName::parse("service", "greeter").unwrap();
-        let violation = pb::Violation {
-            rule: "FIELD_SAME_TYPE".into(),
-            element: "demo.HelloRequest.name".into(),
-            message: "changed type".into(),
-            ..Default::default()
-        };
-        let verdict = |major_bump| pb::CheckCompatibilityResponse {
-            comparisons: vec![pb::Comparison {
-                violations: vec![violation.clone()],
-                major_bump,
-                ..Default::default()
-            }],
-            ..Default::default()
-        };
         let (target, serving) = (
-            version("1.2.0", pb::LifecycleState::Released),
-            version("1.1.0", pb::LifecycleState::Released),
+            version("1.2.0", LifecycleState::Released),
+            version("1.1.0", LifecycleState::Released),
         );
-        let mut refusals = Vec::new();
-        compatibility(&service, &target, &serving, &verdict(true), &mut refusals);
-        assert!(refusals.is_empty());
-        compatibility(&service, &target, &serving, &verdict(false), &mut refusals);
-        assert_eq!(refusals.len(), 1);
-        assert_eq!(refusals[0].subject, "greeter@1.1.0");
+        assert!(compatibility(&service, &target, &serving, &[]).is_none());
+        let breaks = ["FIELD_SAME_TYPE demo.HelloRequest.name: changed type".to_owned()];
+        let refusal = compatibility(&service, &target, &serving, &breaks).unwrap();
+        assert_eq!(refusal.subject, "greeter@1.1.0");
         assert!(
-            refusals[0]
+            refusal
                 .description
                 .contains("FIELD_SAME_TYPE demo.HelloRequest.name: changed type"),
             "{}",
-            refusals[0].description
+            refusal.description
         );
+    }
+
+    #[test]
+    fn a_live_consumer_whose_requirement_the_target_misses_refuses_it() {
+        let service = ServiceName::parse("service", "greeter").unwrap();
+        let consumer = |requirement: &str, live| Consumer {
+            service: "frontend".into(),
+            version: "1.0.0".into(),
+            requirement: requirement.into(),
+            live_instances: live,
+        };
+        let target = Version::new(2, 0, 0);
+        let refusal = consumer_refusal(&service, &target, &consumer("^1.1", 2)).unwrap();
+        assert_eq!(refusal.gate, Gate::Consumer);
+        assert_eq!(refusal.subject, "frontend@1.0.0");
+        assert_eq!(
+            refusal.description,
+            "requires greeter ^1.1; 2.0.0 does not satisfy it (2 live instances)"
+        );
+        assert!(consumer_refusal(&service, &target, &consumer("^1.1", 0)).is_none());
+        assert!(consumer_refusal(&service, &target, &consumer("^2", 1)).is_none());
+        assert!(consumer_refusal(&service, &target, &consumer("", 1)).is_none());
     }
 }

@@ -17,12 +17,13 @@ use crate::{
     api::OrchestratorApi,
     config::{Config, PlatformKind},
     context::Context,
+    health::GrpcHealth,
     metrics::OrchestratorMetrics,
     platform::{
         AllowListError, DockerConfig, DockerConnectError, DockerPlatform, ImageAllowList,
         LocalProcessPlatform, Platform, ProgramAllowList,
     },
-    registry::Registry,
+    registry::GrpcRegistry,
     supervisor,
 };
 
@@ -73,7 +74,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let registry = Registry::new(&config.registry).map_err(ServeError::Registry)?;
+    let registry = Arc::new(GrpcRegistry::new(&config.registry).map_err(ServeError::Registry)?);
     let analysis_source = config.metrics_source()?;
     let mut exposition = prometheus_client::registry::Registry::default();
     let metrics = OrchestratorMetrics::register(&mut exposition);
@@ -123,12 +124,13 @@ pub async fn serve(
         lease_ttl: config.lease_ttl(),
         rollback_window: ROLLBACK_WINDOW,
         analysis_source,
+        health: Arc::new(GrpcHealth),
         metrics,
         alerts,
         wake: Arc::default(),
     };
     let analysis = match &ctx.analysis_source {
-        MetricsSource::Instances => "instances' /metrics".to_owned(),
+        MetricsSource::Instances(_) => "instances' /metrics".to_owned(),
         MetricsSource::Prometheus(prometheus) => format!("Prometheus at {}", prometheus.url()),
     };
     tracing::info!(holder = %ctx.holder, registry = %config.registry, platform = ctx.platform.name(), %analysis, webhooks = ?ctx.alerts, "orchestrator starting");
@@ -138,6 +140,11 @@ pub async fn serve(
         ctx.metrics
             .clone()
             .follow_rollouts(ctx.store.clone(), stop_rx.clone()),
+    );
+    tokio::spawn(
+        ctx.alerts
+            .clone()
+            .follow(ctx.store.clone(), stop_rx.clone()),
     );
     let supervisor = tokio::spawn(supervisor::supervise(ctx.clone(), stop_rx.clone()));
 
