@@ -11,7 +11,11 @@ use flotilla_model::{
 use tokio::sync::broadcast;
 use tokio_postgres::Row;
 
-use super::{PostgresStore, ROLLOUT_CHANNEL, col, execute, query, query_opt};
+use super::{
+    PostgresStore,
+    notifications::ROLLOUT_CHANNEL,
+    statements::{self, col, execute, query, query_opt},
+};
 use crate::{
     Fence, RolloutChange, RolloutQuery, RolloutStore, StoreError,
     records::{self, ACTIVE_ROLLOUT_STATES, StoredRollout},
@@ -383,7 +387,7 @@ impl RolloutStore for PostgresStore {
                AND ($3::BIGINT IS NULL OR created_ms < $3 OR (created_ms = $3 AND id < $4))
              ORDER BY created_ms DESC, id DESC LIMIT $5"
         );
-        let rows = super::query(
+        let rows = statements::query(
             &client,
             &sql,
             &[
