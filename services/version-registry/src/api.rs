@@ -1,9 +1,9 @@
 //! The flotilla.registry.v1.Registry gRPC service.
 
 use flotilla_proto::headers::ACTOR_HEADER;
-use std::{collections::HashMap, pin::Pin, sync::Arc};
+use std::{pin::Pin, sync::Arc};
 
-use flotilla_model::{self as model, InstanceId, Timestamp, select_endpoints};
+use flotilla_model::{self as model, InstanceId, Timestamp};
 use flotilla_proto::registry::v1::{self as pb, registry_server::Registry};
 use flotilla_store::{Mutation, PublishGate, RegistryStore, StoreError};
 use futures::Stream;
@@ -12,10 +12,11 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     convert,
+    endpoint_stream::{CallerFilter, EndpointStream},
     error::RegistryError,
     gate,
     hub::EndpointHub,
-    metrics::{RegistryMetrics, WatcherGuard},
+    metrics::RegistryMetrics,
 };
 
 const MAX_ACTOR_LEN: usize = 128;
@@ -454,30 +455,22 @@ impl Registry for RegistryApi {
             .map_err(RegistryError::from)?;
         let caller = match req.client_schema.as_slice() {
             [] => None,
-            bytes => Some(CallerFilter {
-                schema: convert::schema("client_schema", bytes)
+            bytes => Some(CallerFilter::new(
+                convert::schema("client_schema", bytes)
                     .map_err(RegistryError::from)?
                     .descriptor_set(),
-                store: self.store.clone(),
-                verdicts: HashMap::new(),
-            }),
+                self.store.clone(),
+            )),
         };
-
-        let state = WatchState {
-            _counted: self.metrics.watching(&service),
+        let stream = EndpointStream {
+            counted: self.metrics.watching(&service),
             service,
             requirement,
             snapshots,
             shutdown: self.shutdown.clone(),
-            last_sent: None,
-            revision: 0,
-            done: false,
             caller,
         };
-        Ok(Response::new(Box::pin(futures::stream::unfold(
-            state,
-            WatchState::next,
-        ))))
+        Ok(Response::new(Box::pin(stream.into_stream())))
     }
 
     async fn list_audit_events(
@@ -512,109 +505,5 @@ impl Registry for RegistryApi {
             events: events.into_iter().map(convert::audit_event).collect(),
             next_page_token,
         }))
-    }
-}
-
-/// One watcher's stream: it wakes on every new snapshot of its service and sends an endpoint
-/// set only when what this watcher sees has changed.
-struct WatchState {
-    /// Counts this stream in the watchers gauge while it lives.
-    _counted: WatcherGuard,
-    service: model::ServiceName,
-    requirement: model::VersionReq,
-    snapshots: watch::Receiver<Arc<model::EndpointSnapshot>>,
-    shutdown: watch::Receiver<bool>,
-    last_sent: Option<pb::EndpointSet>,
-    revision: u64,
-    done: bool,
-    caller: Option<CallerFilter>,
-}
-
-/// A watcher's schema, and which versions can serve it. Published schemas never change, so each
-/// version is judged once per watcher.
-struct CallerFilter {
-    schema: prost_types::FileDescriptorSet,
-    store: Arc<dyn RegistryStore>,
-    verdicts: HashMap<model::Version, bool>,
-}
-
-impl CallerFilter {
-    /// `snapshot` without the versions the caller cannot talk to. A version whose schema cannot
-    /// be read now is left out and judged again on the next change.
-    async fn filter(
-        &mut self,
-        snapshot: &model::EndpointSnapshot,
-        requirement: &model::VersionReq,
-    ) -> model::EndpointSnapshot {
-        let mut filtered = snapshot.clone();
-        let mut keep = Vec::new();
-        for (version, state) in &snapshot.versions {
-            if !requirement.matches(version) || !state.is_resolvable() {
-                continue;
-            }
-            let verdict = match self.verdicts.get(version) {
-                Some(verdict) => Some(*verdict),
-                None => match self.store.get_version(&snapshot.service, version).await {
-                    Ok(record) => {
-                        let ok = gate::caller_incompatibility(&self.schema, &record).is_none();
-                        self.verdicts.insert(version.clone(), ok);
-                        Some(ok)
-                    }
-                    Err(error) => {
-                        tracing::warn!(%version, %error, "cannot read a schema to judge a watcher");
-                        None
-                    }
-                },
-            };
-            if verdict == Some(true) {
-                keep.push(version.clone());
-            }
-        }
-        filtered.versions.retain(|(v, _)| keep.contains(v));
-        filtered
-    }
-}
-
-impl WatchState {
-    async fn next(mut self) -> Option<(std::result::Result<pb::EndpointSet, Status>, Self)> {
-        if self.done {
-            return None;
-        }
-        loop {
-            if self.last_sent.is_some() {
-                let stopping = tokio::select! {
-                    changed = self.snapshots.changed() => {
-                        if changed.is_err() {
-                            return None;
-                        }
-                        false
-                    }
-                    _ = crate::stop::stopped(&mut self.shutdown) => true,
-                };
-                if stopping {
-                    self.done = true;
-                    return Some((Err(RegistryError::ShuttingDown.into()), self));
-                }
-            }
-            if *self.shutdown.borrow() {
-                return None;
-            }
-            let mut snapshot = self.snapshots.borrow_and_update().clone();
-            if let Some(caller) = &mut self.caller {
-                snapshot = Arc::new(caller.filter(&snapshot, &self.requirement).await);
-            }
-            let selected = select_endpoints(&snapshot, &self.requirement);
-            let mut set = convert::endpoint_set(&self.service, &selected, 0);
-            let unchanged = self.last_sent.as_ref().is_some_and(|last| {
-                last.endpoints == set.endpoints && last.route_applied == set.route_applied
-            });
-            if unchanged {
-                continue;
-            }
-            self.revision += 1;
-            set.revision = self.revision;
-            self.last_sent = Some(set.clone());
-            return Some((Ok(set), self));
-        }
     }
 }

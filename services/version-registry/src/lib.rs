@@ -4,6 +4,7 @@
 pub mod api;
 pub mod config;
 mod convert;
+mod endpoint_stream;
 pub mod error;
 pub mod gate;
 pub mod hub;
