@@ -1,11 +1,14 @@
 use std::{
     collections::VecDeque,
     convert::Infallible,
+    pin::Pin,
     sync::atomic::{AtomicUsize, Ordering},
+    task::{Context, Poll},
 };
 
+use http_body::{Body, Frame};
 use http_body_util::BodyExt;
-use tower::ServiceExt;
+use tower::{Layer, Service, ServiceExt};
 
 use super::*;
 use crate::scrape::{Sample, parse};
