@@ -5,21 +5,7 @@ use std::{path::PathBuf, process::Command};
 /// Finds a tool on PATH. Under CI (`CI` set) a missing tool fails the test, since `.ci/run`
 /// installs it; elsewhere the test is skipped with a message.
 pub fn require_tool(name: &str, install_hint: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|candidate| candidate.is_file())
-    });
-    match found {
-        Some(path) => Some(path),
-        None if std::env::var_os("CI").is_some() => {
-            panic!("{name} is not on PATH under CI; {install_hint}")
-        }
-        None => {
-            eprintln!("skipped: {name} is not on PATH ({install_hint})");
-            None
-        }
-    }
+    flotilla_testkit::tool(name, install_hint)
 }
 
 /// The outcome of one grpcurl run.
@@ -216,14 +202,12 @@ pub fn python_with_grpc() -> bool {
     let probe = Command::new("python3")
         .args(["-c", "import grpc, grpc_health.v1, grpc_reflection"])
         .status();
-    match probe {
-        Ok(status) if status.success() => true,
-        _ if std::env::var_os("CI").is_some() => panic!(
-            "python3 with grpcio, grpcio-health-checking and grpcio-reflection is missing under CI"
-        ),
-        _ => {
-            eprintln!("skipped: pip install grpcio grpcio-health-checking grpcio-reflection");
-            false
-        }
+    let found = probe.is_ok_and(|status| status.success());
+    if !found {
+        flotilla_testkit::missing(
+            "python3 with grpcio, grpcio-health-checking and grpcio-reflection",
+            "pip install grpcio grpcio-health-checking grpcio-reflection",
+        );
     }
+    found
 }

@@ -76,6 +76,13 @@ fn flotilla_reports_what_buf_reports() {
     let Some(buf) = find_buf() else {
         return;
     };
+    // The corpus, its expected.json and the known differences were recorded with this buf;
+    // another one may judge differently, and its answers would not be the oracle's.
+    assert_eq!(
+        buf_version(&buf),
+        RECORDED_WITH,
+        "the oracle corpus was recorded with buf {RECORDED_WITH} (deploy/local/test.sh pins it)"
+    );
     let cases = cases();
     assert!(
         !cases.is_empty(),
@@ -183,23 +190,12 @@ fn compile(dir: &Path) -> Result<FileDescriptorSet, String> {
     Ok(compiled)
 }
 
+/// The buf version the corpus was recorded with.
+const RECORDED_WITH: &str = "1.75.0";
+
 /// buf's path, or `None` (the test is skipped) when it is not on PATH outside CI.
 fn find_buf() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("buf"))
-            .find(|candidate| candidate.is_file())
-    });
-    match found {
-        Some(path) => Some(path),
-        None if std::env::var_os("CI").is_some() => {
-            panic!("buf is not on PATH under CI; pip install buf-bin")
-        }
-        None => {
-            eprintln!("skipped: buf not on PATH (pip install buf-bin)");
-            None
-        }
-    }
+    flotilla_testkit::tool("buf", "pip install buf-bin")
 }
 
 fn buf_version(buf: &Path) -> String {
