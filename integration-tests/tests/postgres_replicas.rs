@@ -1,5 +1,6 @@
-//! Two registry processes on one PostgreSQL database serve one view: a watcher on one sees, within
-//! 1 s, a route change and an instance registration made through the other. And a fleet given
+//! Two registry processes on one PostgreSQL database serve one view: a watcher on one sees a
+//! route change and an instance registration made through the other (the time it took is
+//! printed; the bound is only for liveness). And a fleet given
 //! both replicas' URLs outlives either: instances keep their leases and callers their endpoint
 //! sets through the other.
 
@@ -15,7 +16,9 @@ use flotilla_proto::demo::frontend::v1::{GreetRequest, frontend_client::Frontend
 use flotilla_proto::registry::v1::{self as pb, registry_client::RegistryClient};
 use tokio_stream::StreamExt;
 
-const PROPAGATION_BOUND: Duration = Duration::from_secs(1);
+/// A liveness bound: the change reaches the other replica at all (a lost NOTIFY never does).
+/// How fast it does is printed, and timed by the registry benchmark's fan-out.
+const PROPAGATION_BOUND: Duration = Duration::from_secs(10);
 
 async fn next_set(watch: &mut tonic::Streaming<pb::EndpointSet>) -> (pb::EndpointSet, Duration) {
     let started = Instant::now();

@@ -131,12 +131,12 @@ async fn postgres_announces_changes_across_store_instances() {
     .await
     .unwrap();
     assert_eq!(
-        within_a_second(&mut heard_by_b).await,
+        announced(&mut heard_by_b).await,
         Change::Service(greeter.clone())
     );
     a.set_route(&greeter, vec![], &m).await.unwrap();
     assert_eq!(
-        within_a_second(&mut heard_by_b).await,
+        announced(&mut heard_by_b).await,
         Change::Service(greeter.clone())
     );
 
@@ -177,7 +177,7 @@ async fn postgres_listen_reconnects_and_asks_for_a_reload() {
         .unwrap();
     assert_eq!(reload, Change::All);
     assert_eq!(
-        within_a_second(&mut rollout_changes).await,
+        announced(&mut rollout_changes).await,
         RolloutChange::All,
         "rollout subscribers are told to reload too"
     );
@@ -185,7 +185,7 @@ async fn postgres_listen_reconnects_and_asks_for_a_reload() {
     cases::seed_greeter(&*db.store).await;
     let greeter = ServiceName::parse("name", "greeter").unwrap();
     assert_eq!(
-        within_a_second(&mut changes).await,
+        announced(&mut changes).await,
         Change::Service(greeter),
         "announcements flow again"
     );
@@ -195,7 +195,7 @@ async fn postgres_listen_reconnects_and_asks_for_a_reload() {
         .await
         .unwrap();
     assert_eq!(
-        within_a_second(&mut rollout_changes).await,
+        announced(&mut rollout_changes).await,
         RolloutChange::Rollout(rollout.id),
         "rollout announcements flow again"
     );
@@ -220,14 +220,14 @@ async fn postgres_announces_rollout_changes_across_store_instances() {
         .unwrap();
     let id = created.id.clone();
     assert_eq!(
-        within_a_second(&mut heard_by_b).await,
+        announced(&mut heard_by_b).await,
         RolloutChange::Rollout(id.clone())
     );
     b.update_rollout(&created, &[], None, cases::T0)
         .await
         .unwrap();
     assert_eq!(
-        within_a_second(&mut heard_by_a).await,
+        announced(&mut heard_by_a).await,
         RolloutChange::Rollout(id.clone())
     );
 
@@ -432,10 +432,12 @@ async fn connect(url: &str) -> PostgresStore {
         .expect("a second store connects to the test database")
 }
 
-async fn within_a_second<T: Clone>(changes: &mut tokio::sync::broadcast::Receiver<T>) -> T {
-    tokio::time::timeout(Duration::from_secs(1), changes.recv())
+/// The next announcement. The bound is for liveness, not speed: a busy machine may take a
+/// while, a lost announcement never comes (the benchmark times the fan-out).
+async fn announced<T: Clone>(changes: &mut tokio::sync::broadcast::Receiver<T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), changes.recv())
         .await
-        .expect("a change is announced within 1 s")
+        .expect("a change is announced within 10 s")
         .expect("the change channel is open")
 }
 
