@@ -1,6 +1,7 @@
 //! Calls per second to one echo instance through a plain `tonic::transport::Channel` and through
 //! a `FleetChannel` (endpoint table, weighted pick, health watch, body buffering for retries),
-//! with the same concurrency, alternating so that drift on the machine hits both alike.
+//! with the same concurrency, alternating which side runs first each round, so that drift on the
+//! machine hits both alike.
 //!
 //! `cargo bench -p flotilla-client --bench fleet_vs_plain`. The goal is fleet/plain ≥ 0.9.
 //! `FLOTILLA_BENCH_ROUNDS` (default 2) sets how many plain/fleet pairs run per method; on a
@@ -76,8 +77,13 @@ async fn run() {
         let (mut plain_total, mut fleet_total) = (0.0, 0.0);
         let mut ratios = Vec::new();
         for round in 1..=rounds {
-            let p = calls_per_second(&plain, method).await;
-            let f = calls_per_second(&fleet, method).await;
+            let (p, f) = if round % 2 == 1 {
+                let p = calls_per_second(&plain, method).await;
+                (p, calls_per_second(&fleet, method).await)
+            } else {
+                let f = calls_per_second(&fleet, method).await;
+                (calls_per_second(&plain, method).await, f)
+            };
             println!(
                 "  {name:<24} round {round}  plain {p:>7.0} calls/s  fleet {f:>7.0} calls/s  ({:.3})",
                 f / p
@@ -86,14 +92,23 @@ async fn run() {
             fleet_total += f;
             ratios.push(f / p);
         }
-        ratios.sort_by(f64::total_cmp);
         println!(
             "{name}: plain {:.0} calls/s, fleet {:.0} calls/s, fleet/plain {:.3} (median of rounds {:.3})",
             plain_total / rounds as f64,
             fleet_total / rounds as f64,
             fleet_total / plain_total,
-            ratios[ratios.len() / 2]
+            median(ratios)
         );
+    }
+}
+
+/// The middle value, or the mean of the two middle ones for an even count.
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    match values.len() % 2 {
+        0 => (values[middle - 1] + values[middle]) / 2.0,
+        _ => values[middle],
     }
 }
 

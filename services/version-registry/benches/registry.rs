@@ -1,9 +1,11 @@
 //! Registry throughput against a baseline measured in the same run, and endpoint fan-out time.
 //!
 //! - Resolve calls/s against a bare tonic unary server (tonic-health's Check: no store, no
-//!   logic) under the same concurrent load; the figure is the ratio.
+//!   logic) under the same concurrent load, measured right before each store's run so both
+//!   meet the same machine; the figure is the ratio.
 //! - WatchEndpoints fan-out: with N watchers connected, the time from sending a SetRoute until
-//!   every watcher has received the new endpoint set (write, commit, announcement and push).
+//!   every watcher has received an endpoint set carrying the new weights (write, commit,
+//!   announcement and push).
 //!
 //! Both stores: the embedded SQLite file always; PostgreSQL when `FLOTILLA_BENCH_DATABASE_URL`
 //! (or `FLOTILLA_TEST_DATABASE_URL`) names a server where a database may be created.
@@ -13,7 +15,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -63,13 +65,10 @@ async fn main() -> anyhow::Result<()> {
         options.seconds, options.watchers
     );
 
-    let baseline = bare_unary_calls_per_second(options.seconds).await?;
-    println!("\nbare tonic unary (grpc.health.v1 Check): {baseline:>9.0} calls/s");
-
     let dir = tempfile::tempdir()?;
     let sqlite: Arc<dyn RegistryStore> =
         Arc::new(SqliteStore::open(dir.path().join("bench.sqlite")).await?);
-    report("embedded (SQLite file)", sqlite, baseline, &options).await?;
+    report("embedded (SQLite file)", sqlite, &options).await?;
 
     let url = std::env::var("FLOTILLA_BENCH_DATABASE_URL")
         .or_else(|_| std::env::var("FLOTILLA_TEST_DATABASE_URL"))
@@ -79,7 +78,7 @@ async fn main() -> anyhow::Result<()> {
             let database = TestDatabase::create(&admin_url).await?;
             let postgres: Arc<dyn RegistryStore> =
                 Arc::new(PostgresStore::connect(PostgresConfig::new(&database.url)).await?);
-            report("PostgreSQL", postgres, baseline, &options).await?;
+            report("PostgreSQL", postgres, &options).await?;
             database.drop_database().await?;
         }
         None => println!("\nPostgreSQL: skipped (set FLOTILLA_BENCH_DATABASE_URL)"),
@@ -90,9 +89,9 @@ async fn main() -> anyhow::Result<()> {
 async fn report(
     name: &str,
     store: Arc<dyn RegistryStore>,
-    baseline: f64,
     options: &Options,
 ) -> anyhow::Result<()> {
+    let baseline = bare_unary_calls_per_second(options.seconds).await?;
     let server = RunningRegistry::start(store).await?;
     let mut client = server.client().await?;
     seed(&mut client).await?;
@@ -109,6 +108,7 @@ async fn report(
     .await?;
     let fanout = fan_out(&server.endpoint, &mut client, options.watchers).await?;
     println!("\n{name}");
+    println!("  bare tonic unary:    {baseline:>9.0} calls/s  (grpc.health.v1 Check, just before)");
     println!(
         "  Resolve:             {resolve:>9.0} calls/s  = {:.3} of bare tonic unary",
         resolve / baseline
@@ -270,10 +270,15 @@ where
 struct FanOut(Vec<Duration>);
 
 impl FanOut {
+    /// The middle value, or the mean of the two middle ones for an even count.
     fn median(&self) -> Duration {
         let mut sorted = self.0.clone();
         sorted.sort();
-        sorted[sorted.len() / 2]
+        let middle = sorted.len() / 2;
+        match sorted.len() % 2 {
+            0 => (sorted[middle - 1] + sorted[middle]) / 2,
+            _ => sorted[middle],
+        }
     }
 
     fn max(&self) -> Duration {
@@ -289,6 +294,8 @@ async fn fan_out(
     watchers: usize,
 ) -> anyhow::Result<FanOut> {
     let received = Arc::new(AtomicUsize::new(0));
+    // The canary weight of the round being timed: a watcher counts once, when it sees it.
+    let expected = Arc::new(AtomicU32::new(u32::MAX));
     let all_received = Arc::new(Notify::new());
     let ready = Arc::new(AtomicUsize::new(0));
     let all_ready = Arc::new(Notify::new());
@@ -304,11 +311,12 @@ async fn fan_out(
     let mut tasks = Vec::with_capacity(watchers);
     for i in 0..watchers {
         let mut watcher = RegistryClient::new(channels[i % connections].clone());
-        let (received, all_received, ready, all_ready) = (
+        let (received, all_received, ready, all_ready, expected) = (
             received.clone(),
             all_received.clone(),
             ready.clone(),
             all_ready.clone(),
+            expected.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let mut stream = watcher
@@ -323,10 +331,18 @@ async fn fan_out(
             if ready.fetch_add(1, Ordering::AcqRel) + 1 == watchers {
                 all_ready.notify_one();
             }
+            let mut counted = u32::MAX;
             while let Some(set) = stream.next().await.transpose()? {
-                let _ = set;
-                if received.fetch_add(1, Ordering::AcqRel) + 1 == watchers {
-                    all_received.notify_one();
+                let canary = expected.load(Ordering::Acquire);
+                let shows_it = set
+                    .endpoints
+                    .iter()
+                    .any(|e| e.version == "1.19.0" && e.version_weight == canary);
+                if shows_it && counted != canary {
+                    counted = canary;
+                    if received.fetch_add(1, Ordering::AcqRel) + 1 == watchers {
+                        all_received.notify_one();
+                    }
                 }
             }
             Ok::<_, tonic::Status>(())
@@ -338,6 +354,7 @@ async fn fan_out(
     for round in 0..FANOUT_ROUNDS {
         received.store(0, Ordering::Release);
         let canary = 10 + round as u32;
+        expected.store(canary, Ordering::Release);
         let started = Instant::now();
         let notified = all_received.notified();
         tokio::pin!(notified);
