@@ -110,6 +110,9 @@ cargo build --workspace --all-targets --locked
 
 log "testing"
 cargo nextest run --workspace --locked --no-fail-fast
+# nextest does not run doctests; they are compiled and run here.
+log "testing the documentation's examples"
+cargo test --workspace --locked --doc
 
 # Every fuzz target of flotilla-compat (the schema path: decode, validate, canonicalise,
 # compare) for a bounded time each; a crash fails the run. FLOTILLA_FUZZ_SECONDS sets the time.
