@@ -4,7 +4,9 @@
 
 use std::{pin::Pin, time::Duration};
 
-use flotilla_model::{NewRolloutEvent, Rollout, RolloutId, ServiceName, Timestamp};
+use flotilla_model::{
+    NewRolloutEvent, Rollout, RolloutId, ServiceName, Timestamp, TransitionError,
+};
 use flotilla_proto::rollout::v1::{self as pb, orchestrator_server::Orchestrator};
 use flotilla_store::{RolloutChange, RolloutQuery, StoreError};
 use futures::Stream;
@@ -25,6 +27,19 @@ pub struct OrchestratorApi {
 impl OrchestratorApi {
     pub fn new(ctx: Context, stop: watch::Receiver<bool>) -> Self {
         Self { ctx, stop }
+    }
+
+    /// An operator's command: the model's transition, applied to the stored rollout and the
+    /// reply encoded.
+    async fn transition(
+        &self,
+        id: &str,
+        transition: impl Fn(&mut Rollout, Timestamp) -> Result<Vec<NewRolloutEvent>, TransitionError>,
+    ) -> Result<Response<pb::Rollout>, Status> {
+        let rollout = self
+            .command(id, |r| Ok(transition(r, Timestamp::now())?))
+            .await?;
+        Ok(Response::new(convert::rollout(&rollout)))
     }
 
     /// Applies `change` to the stored rollout with compare-and-set, retrying when the controller
@@ -222,35 +237,25 @@ impl Orchestrator for OrchestratorApi {
         request: Request<pb::PauseRequest>,
     ) -> Result<Response<pb::Rollout>, Status> {
         let request = request.into_inner();
-        let rollout = self
-            .command(&request.id, |r| {
-                Ok(r.pause(&request.reason, Timestamp::now())?)
-            })
-            .await?;
-        Ok(Response::new(convert::rollout(&rollout)))
+        self.transition(&request.id, |r, now| r.pause(&request.reason, now))
+            .await
     }
 
     async fn resume(
         &self,
         request: Request<pb::ResumeRequest>,
     ) -> Result<Response<pb::Rollout>, Status> {
-        let rollout = self
-            .command(&request.get_ref().id, |r| Ok(r.resume(Timestamp::now())?))
-            .await?;
-        Ok(Response::new(convert::rollout(&rollout)))
+        self.transition(&request.get_ref().id, |r, now| r.resume(now))
+            .await
     }
 
     async fn promote(
         &self,
         request: Request<pb::PromoteRequest>,
     ) -> Result<Response<pb::Rollout>, Status> {
-        let full = request.get_ref().full;
-        let rollout = self
-            .command(&request.get_ref().id, |r| {
-                Ok(r.promote(full, Timestamp::now())?)
-            })
-            .await?;
-        Ok(Response::new(convert::rollout(&rollout)))
+        let request = request.into_inner();
+        self.transition(&request.id, |r, now| r.promote(request.full, now))
+            .await
     }
 
     async fn abort(
@@ -258,12 +263,8 @@ impl Orchestrator for OrchestratorApi {
         request: Request<pb::AbortRequest>,
     ) -> Result<Response<pb::Rollout>, Status> {
         let request = request.into_inner();
-        let rollout = self
-            .command(&request.id, |r| {
-                Ok(r.abort(&request.reason, Timestamp::now())?)
-            })
-            .await?;
-        Ok(Response::new(convert::rollout(&rollout)))
+        self.transition(&request.id, |r, now| r.abort(&request.reason, now))
+            .await
     }
 
     async fn rollback(
